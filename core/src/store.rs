@@ -1,0 +1,179 @@
+//! The [`EventStore`] trait and the shapes of its requests and answers.
+
+use std::future::Future;
+use std::ops::{RangeFrom, RangeFull, RangeInclusive};
+
+use tokio::sync::watch;
+
+use crate::envelope::{EventData, RecordedEvent};
+use crate::error::Result;
+use crate::expected::ExpectedVersion;
+use crate::ids::{Position, StreamId, Version};
+use crate::subscription::{Filter, Subscription};
+
+/// The order in which a stream is read.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum Direction {
+    /// Oldest first.
+    #[default]
+    Forward,
+    /// Newest first.
+    Backward,
+}
+
+/// An inclusive range of stream versions, e.g. `VersionRange::from(3..=7)`, `(3..).into()`
+/// or `(..).into()` for the whole stream.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct VersionRange {
+    /// The lowest version included.
+    pub start: Version,
+    /// The highest version included.
+    pub end: Version,
+}
+
+impl VersionRange {
+    /// Every version.
+    pub const ALL: VersionRange = VersionRange {
+        start: Version::FIRST,
+        end: Version::MAX,
+    };
+
+    /// `start..=end`.
+    pub fn new(start: Version, end: Version) -> Self {
+        Self { start, end }
+    }
+
+    /// Whether `v` is in the range.
+    pub fn contains(&self, v: Version) -> bool {
+        self.start <= v && v <= self.end
+    }
+}
+
+impl From<RangeInclusive<u64>> for VersionRange {
+    fn from(r: RangeInclusive<u64>) -> Self {
+        Self::new(Version(*r.start()), Version(*r.end()))
+    }
+}
+
+impl From<RangeFrom<u64>> for VersionRange {
+    fn from(r: RangeFrom<u64>) -> Self {
+        Self::new(Version(r.start), Version::MAX)
+    }
+}
+
+impl From<RangeFull> for VersionRange {
+    fn from(_: RangeFull) -> Self {
+        Self::ALL
+    }
+}
+
+/// What an append stored (or, for an idempotent re-append, had stored the first time).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct AppendResult {
+    /// The version of the first event appended.
+    pub first_version: Version,
+    /// The version of the last event appended: the stream's version right after the append,
+    /// to pass as `ExpectedVersion::Exact` next time.
+    pub last_version: Version,
+    /// The global position of the first event appended.
+    pub first_position: Position,
+    /// The global position of the last event appended.
+    pub last_position: Position,
+}
+
+/// An event store: optimistic-concurrency streams over a gap-free global log.
+///
+/// Implementations (the sled store, the in-memory store, server backends) must pass the
+/// conformance suite in `annals-conformance`. The contract in short:
+///
+/// * **Atomic append**: the events of one `append` are all stored or none are.
+/// * **No holes**: positions are contiguous from 1, assigned in commit order; a reader never
+///   sees position `n + 1` before `n`.
+/// * **Durable acknowledgement** (in the default mode): `append` returns only after its
+///   events are on disk; readers and subscribers never see an event that could still be lost.
+/// * **Optimistic concurrency**: with `Exact(v)` at most one of concurrent appends wins.
+/// * **Idempotent append**: appending events whose ids are already stored by an identical
+///   append returns the original result and stores nothing twice.
+///
+/// Handles are cheap to clone and share one store.
+pub trait EventStore: Clone + Send + Sync + 'static {
+    /// Appends `events` to `stream` if the stream satisfies `expected`.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`](crate::Error::Conflict) when `expected` does not hold;
+    /// [`Error::InvalidEvent`](crate::Error::InvalidEvent) for an empty or malformed append;
+    /// [`Error::DuplicateEventId`](crate::Error::DuplicateEventId) when an id is stored with
+    /// other content; infrastructure errors otherwise.
+    fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<EventData>,
+    ) -> impl Future<Output = Result<AppendResult>> + Send;
+
+    /// Reads at most `limit` events of `stream` whose versions lie in `range`, oldest or newest
+    /// first. A stream that does not exist reads as empty.
+    fn read_stream(
+        &self,
+        stream: &StreamId,
+        range: VersionRange,
+        direction: Direction,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<RecordedEvent>>> + Send;
+
+    /// Reads at most `limit` events of the global log, starting at position `from`
+    /// (inclusive; `Position::NONE` reads from the start).
+    fn read_all(
+        &self,
+        from: Position,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<RecordedEvent>>> + Send;
+
+    /// The stream's current version, `None` when it has no events.
+    fn stream_head(
+        &self,
+        stream: &StreamId,
+    ) -> impl Future<Output = Result<Option<Version>>> + Send;
+
+    /// The position of the last event readers may see (`Position::NONE` for an empty log).
+    fn head_position(&self) -> Position;
+
+    /// A receiver that changes whenever [`EventStore::head_position`] moves: what
+    /// subscriptions wait on. Sending never blocks the store's writer.
+    fn watch_head(&self) -> watch::Receiver<Position>;
+
+    /// Like [`EventStore::read_all`] but only events matching `filter`: scans forward from
+    /// `from` until `limit` matching events are found or the log ends.
+    fn read_all_filtered(
+        &self,
+        from: Position,
+        limit: usize,
+        filter: &Filter,
+    ) -> impl Future<Output = Result<Vec<RecordedEvent>>> + Send {
+        async move {
+            let mut out = Vec::new();
+            let mut next = from;
+            let page = limit.clamp(1, 1024);
+            while out.len() < limit {
+                let events = self.read_all(next, page).await?;
+                let Some(last) = events.last() else { break };
+                next = last.position.next();
+                out.extend(events.into_iter().filter(|e| filter.matches(e)));
+            }
+            out.truncate(limit);
+            Ok(out)
+        }
+    }
+
+    /// Subscribes to the global log from position `from` (inclusive): delivers every stored
+    /// event from there in order, then each new one as soon as it is durable, with no gap or
+    /// duplicate at the switch from catching up to live.
+    fn subscribe_all(&self, from: Position) -> Subscription<Self> {
+        Subscription::new(self.clone(), from, Filter::default())
+    }
+
+    /// Like [`EventStore::subscribe_all`], delivering only events matching `filter`.
+    fn subscribe_filtered(&self, from: Position, filter: Filter) -> Subscription<Self> {
+        Subscription::new(self.clone(), from, filter)
+    }
+}

@@ -1,0 +1,785 @@
+//! The store engine shared by [`SledStore`](crate::SledStore) and
+//! [`MemStore`](crate::MemStore): one writer thread doing group commit, and readers bounded by
+//! the durable head.
+
+use std::collections::{HashMap, HashSet};
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use annals_core::{
+    AppendResult, Direction, Error, EventData, EventId, ExpectedVersion, Position, RecordedEvent,
+    Result, StreamId, Timestamp, Version, VersionRange,
+};
+use tokio::sync::{oneshot, watch};
+use tracing::Instrument;
+
+use crate::backend::{Backend, Flow};
+use crate::config::{Durability, FaultPoint, StoreConfig};
+use crate::format::{self, CHUNK_TARGET_BYTES, IndexEntry};
+use crate::layout::{self, event_key, id_key, parse_event_key, parse_stream_key, stream_key};
+
+const CONTINUE: Flow = ControlFlow::Continue(());
+const BREAK: Flow = ControlFlow::Break(());
+
+/// The writer's stream-head cache is cleared when it grows past this many streams.
+const HEAD_CACHE_LIMIT: usize = 1 << 20;
+
+struct AppendRequest {
+    stream: StreamId,
+    expected: ExpectedVersion,
+    events: Vec<EventData>,
+    reply: oneshot::Sender<Result<AppendResult>>,
+}
+
+enum Msg {
+    Append(AppendRequest),
+    Flush(oneshot::Sender<Result<()>>),
+}
+
+/// State shared by the handles and the writer thread.
+pub(crate) struct Shared<B> {
+    backend: B,
+    /// Readers see positions up to this one: the durable head (in `Periodic` mode, the
+    /// written head).
+    visible: AtomicU64,
+    head_tx: watch::Sender<Position>,
+    poisoned: Mutex<Option<String>>,
+    config: StoreConfig,
+}
+
+struct Inner<B: Backend> {
+    shared: Arc<Shared<B>>,
+    tx: Option<flume::Sender<Msg>>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl<B: Backend> Drop for Inner<B> {
+    fn drop(&mut self) {
+        // Closing the queue lets the writer finish what is queued, flush, and exit; joining
+        // it means the backend (and sled's file lock) is released when the last handle goes.
+        self.tx = None;
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+/// A handle on an open store; clones share it.
+pub(crate) struct Engine<B: Backend> {
+    inner: Arc<Inner<B>>,
+}
+
+impl<B: Backend> Clone for Engine<B> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+fn same_error(e: &Error) -> Error {
+    match e {
+        Error::Io(io) => Error::Io(std::io::Error::new(io.kind(), io.to_string())),
+        Error::Storage(s) => Error::Storage(s.clone()),
+        other => Error::Storage(other.to_string()),
+    }
+}
+
+impl<B: Backend> Engine<B> {
+    /// Opens the engine on `backend`: checks the format, finds the head, starts the writer.
+    pub(crate) fn open(backend: B, config: StoreConfig, name: &str) -> Result<Self> {
+        match backend.get(layout::FORMAT_KEY)? {
+            Some(v) if v.as_slice() == [layout::STORE_FORMAT] => {}
+            Some(v) => {
+                return Err(Error::Storage(format!(
+                    "unknown store format {v:?}; this build reads format {}",
+                    layout::STORE_FORMAT
+                )));
+            }
+            None => {
+                let mut empty = true;
+                backend.scan(&[0], &[0xff], false, &mut |_, _| {
+                    empty = false;
+                    Ok(BREAK)
+                })?;
+                if !empty {
+                    return Err(Error::Storage("store has data but no format marker".into()));
+                }
+                backend.apply(vec![(
+                    layout::FORMAT_KEY.to_vec(),
+                    vec![layout::STORE_FORMAT],
+                )])?;
+                backend.flush()?;
+                backend.sync_data()?;
+            }
+        }
+        let mut last: Option<RecordedEvent> = None;
+        backend.scan(
+            &event_key(Position::NONE),
+            &event_key(Position::MAX),
+            true,
+            &mut |k, v| {
+                let first = parse_event_key(k)
+                    .ok_or_else(|| Error::corrupt(Position::NONE, "malformed event key"))?;
+                last = format::decode_chunk(v, first)?.pop();
+                Ok(BREAK)
+            },
+        )?;
+        let (head, last_ts) = last.map_or((Position::NONE, Timestamp(0)), |e| {
+            (e.position, e.recorded_at)
+        });
+        let (head_tx, _) = watch::channel(head);
+        let shared = Arc::new(Shared {
+            backend,
+            visible: AtomicU64::new(head.0),
+            head_tx,
+            poisoned: Mutex::new(None),
+            config,
+        });
+        let (tx, rx) = flume::bounded(shared.config.queue_capacity.max(1));
+        let mut writer = Writer {
+            shared: Arc::clone(&shared),
+            rx,
+            heads: HashMap::new(),
+            next_position: head.next(),
+            last_ts,
+            dirty: false,
+        };
+        let handle = std::thread::Builder::new()
+            .name(format!("annals-writer-{name}"))
+            .spawn(move || writer.run())?;
+        tracing::debug!(head = head.0, "store opened");
+        Ok(Self {
+            inner: Arc::new(Inner {
+                shared,
+                tx: Some(tx),
+                writer: Some(handle),
+            }),
+        })
+    }
+
+    fn shared(&self) -> &Shared<B> {
+        &self.inner.shared
+    }
+
+    fn visible(&self) -> Position {
+        Position(self.shared().visible.load(Ordering::Acquire))
+    }
+
+    fn check_poisoned(&self) -> Result<()> {
+        match &*self
+            .shared()
+            .poisoned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+        {
+            Some(reason) => Err(Error::Poisoned {
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    pub(crate) async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<EventData>,
+    ) -> Result<AppendResult> {
+        let span = tracing::debug_span!("append", stream = %stream, events = events.len());
+        async move {
+            self.check_poisoned()?;
+            let tx = self.inner.tx.as_ref().ok_or(Error::Closed)?;
+            let (reply, rx) = oneshot::channel();
+            let req = AppendRequest {
+                stream: stream.clone(),
+                expected,
+                events,
+                reply,
+            };
+            tx.send_async(Msg::Append(req))
+                .await
+                .map_err(|_| Error::Closed)?;
+            rx.await.map_err(|_| Error::Closed)?
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Flushes and syncs now (useful in `Periodic` mode; a no-op cost in `Durable` mode).
+    pub(crate) async fn flush(&self) -> Result<()> {
+        let tx = self.inner.tx.as_ref().ok_or(Error::Closed)?;
+        let (reply, rx) = oneshot::channel();
+        tx.send_async(Msg::Flush(reply))
+            .await
+            .map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    pub(crate) fn read_stream(
+        &self,
+        stream: &StreamId,
+        range: VersionRange,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>> {
+        let _span = tracing::trace_span!("read_stream", stream = %stream).entered();
+        self.shared()
+            .read_stream(stream, range, direction, limit, self.visible())
+    }
+
+    pub(crate) fn read_all(&self, from: Position, limit: usize) -> Result<Vec<RecordedEvent>> {
+        let _span = tracing::trace_span!("read_all", from = from.0, limit).entered();
+        self.shared().read_all(from, limit, self.visible())
+    }
+
+    pub(crate) fn stream_head(&self, stream: &StreamId) -> Result<Option<Version>> {
+        self.shared().stream_head(stream, self.visible())
+    }
+
+    pub(crate) fn head_position(&self) -> Position {
+        self.visible()
+    }
+
+    pub(crate) fn watch_head(&self) -> watch::Receiver<Position> {
+        self.shared().head_tx.subscribe()
+    }
+
+    pub(crate) fn size_on_disk(&self) -> Result<u64> {
+        self.shared().backend.size_on_disk()
+    }
+
+    /// The reason the store refuses writes, if it does.
+    pub(crate) fn poisoned(&self) -> Option<String> {
+        self.shared()
+            .poisoned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+impl<B: Backend> Shared<B> {
+    fn chunk(&self, first: Position) -> Result<Vec<RecordedEvent>> {
+        match self.backend.get(&event_key(first))? {
+            Some(v) => format::decode_chunk(&v, first),
+            None => Err(Error::corrupt(
+                first,
+                "the stream index names a chunk that is missing",
+            )),
+        }
+    }
+
+    /// Events from `from` on, at most `limit`, none past `bound`; checks there is no hole.
+    fn read_all(
+        &self,
+        from: Position,
+        limit: usize,
+        bound: Position,
+    ) -> Result<Vec<RecordedEvent>> {
+        let from = from.max(Position::FIRST);
+        if limit == 0 || from > bound {
+            return Ok(Vec::new());
+        }
+        let mut start_key = event_key(from);
+        self.backend.scan(
+            &event_key(Position::NONE),
+            &event_key(from),
+            true,
+            &mut |k, _| {
+                start_key.copy_from_slice(k.get(..9).unwrap_or(&[0; 9]));
+                Ok(BREAK)
+            },
+        )?;
+        let mut out = Vec::with_capacity(limit.min(1024));
+        let mut expect = from;
+        self.backend
+            .scan(&start_key, &event_key(bound), false, &mut |k, v| {
+                let first = parse_event_key(k)
+                    .ok_or_else(|| Error::corrupt(expect, "malformed event key"))?;
+                if first > expect {
+                    return Err(Error::corrupt(expect, "position missing from the log"));
+                }
+                for e in format::decode_chunk(v, first)? {
+                    if e.position < expect {
+                        continue;
+                    }
+                    if e.position > bound || out.len() >= limit {
+                        return Ok(BREAK);
+                    }
+                    expect = e.position.next();
+                    out.push(e);
+                }
+                Ok(if out.len() >= limit { BREAK } else { CONTINUE })
+            })?;
+        if out.is_empty() || (out.len() < limit && expect <= bound) {
+            return Err(Error::corrupt(expect, "position missing from the log"));
+        }
+        Ok(out)
+    }
+
+    fn entry(stream: &StreamId, k: &[u8], v: &[u8]) -> Result<(Version, IndexEntry)> {
+        let (_, last) = parse_stream_key(k).ok_or_else(|| {
+            Error::corrupt(Position::NONE, format!("malformed index key of {stream}"))
+        })?;
+        let entry = IndexEntry::decode(v, &format!("index entry of {stream} at version {last}"))?;
+        if u64::from(entry.count) > last.0 {
+            return Err(Error::corrupt(
+                entry.first_position,
+                format!("index entry of {stream} counts past version 1"),
+            ));
+        }
+        Ok((last, entry))
+    }
+
+    fn checked_chunk(
+        &self,
+        stream: &StreamId,
+        last: Version,
+        entry: IndexEntry,
+    ) -> Result<Vec<RecordedEvent>> {
+        let events = self.chunk(entry.first_position)?;
+        let first_version = Version(last.0 + 1 - u64::from(entry.count));
+        let ok = events.len() == entry.count as usize
+            && events
+                .first()
+                .is_some_and(|e| e.stream == *stream && e.version == first_version);
+        if !ok {
+            return Err(Error::corrupt(
+                entry.first_position,
+                format!("chunk does not match the index entry of {stream} at version {last}"),
+            ));
+        }
+        Ok(events)
+    }
+
+    fn read_stream(
+        &self,
+        stream: &StreamId,
+        range: VersionRange,
+        direction: Direction,
+        limit: usize,
+        bound: Position,
+    ) -> Result<Vec<RecordedEvent>> {
+        let start = range.start.max(Version::FIRST);
+        if limit == 0 || start > range.end {
+            return Ok(Vec::new());
+        }
+        let lo = stream_key(stream, start);
+        let top = stream_key(stream, Version::MAX);
+        let mut out = Vec::new();
+        match direction {
+            Direction::Forward => {
+                self.backend.scan(&lo, &top, false, &mut |k, v| {
+                    let (last, entry) = Self::entry(stream, k, v)?;
+                    if last.0 + 1 - u64::from(entry.count) > range.end.0 {
+                        return Ok(BREAK);
+                    }
+                    for e in self.checked_chunk(stream, last, entry)? {
+                        if e.position > bound {
+                            return Ok(BREAK);
+                        }
+                        if range.contains(e.version) {
+                            out.push(e);
+                            if out.len() >= limit {
+                                return Ok(BREAK);
+                            }
+                        }
+                    }
+                    Ok(CONTINUE)
+                })?;
+            }
+            Direction::Backward => {
+                // The entry covering range.end is the first one at or above it.
+                let mut hi = top.clone();
+                self.backend
+                    .scan(&stream_key(stream, range.end), &top, false, &mut |k, _| {
+                        hi = k.to_vec();
+                        Ok(BREAK)
+                    })?;
+                self.backend.scan(&lo, &hi, true, &mut |k, v| {
+                    let (last, entry) = Self::entry(stream, k, v)?;
+                    for e in self.checked_chunk(stream, last, entry)?.into_iter().rev() {
+                        if e.position > bound || !range.contains(e.version) {
+                            continue;
+                        }
+                        out.push(e);
+                        if out.len() >= limit {
+                            return Ok(BREAK);
+                        }
+                    }
+                    Ok(CONTINUE)
+                })?;
+            }
+        }
+        Ok(out)
+    }
+
+    fn stream_head(&self, stream: &StreamId, bound: Position) -> Result<Option<Version>> {
+        let mut head = None;
+        self.backend.scan(
+            &stream_key(stream, Version::NONE),
+            &stream_key(stream, Version::MAX),
+            true,
+            &mut |k, v| {
+                let (last, entry) = Self::entry(stream, k, v)?;
+                if entry.first_position.0 + u64::from(entry.count) - 1 <= bound.0 {
+                    head = Some(last);
+                    return Ok(BREAK);
+                }
+                Ok(CONTINUE)
+            },
+        )?;
+        Ok(head)
+    }
+
+    fn poison(&self, reason: String) {
+        tracing::error!(%reason, "store poisoned: refusing further writes");
+        let mut p = self.poisoned.lock().unwrap_or_else(|e| e.into_inner());
+        if p.is_none() {
+            *p = Some(reason);
+        }
+    }
+}
+
+/// What one group commit is building.
+struct Group {
+    batch: Vec<(Vec<u8>, Vec<u8>)>,
+    heads: HashMap<StreamId, Version>,
+    ids: HashMap<EventId, Position>,
+    first_position: Position,
+    next_position: Position,
+    /// The events of this group in position order (for idempotency checks within it).
+    records: Vec<RecordedEvent>,
+    ts: Timestamp,
+}
+
+struct Writer<B> {
+    shared: Arc<Shared<B>>,
+    rx: flume::Receiver<Msg>,
+    heads: HashMap<StreamId, Version>,
+    next_position: Position,
+    last_ts: Timestamp,
+    /// Written but not yet synced (`Periodic` mode).
+    dirty: bool,
+}
+
+impl<B: Backend> Writer<B> {
+    fn run(&mut self) {
+        loop {
+            let msg = match self.shared.config.durability {
+                Durability::Periodic { every } if self.dirty => match self.rx.recv_timeout(every) {
+                    Ok(m) => m,
+                    Err(flume::RecvTimeoutError::Timeout) => {
+                        let _ = self.sync("periodic flush");
+                        continue;
+                    }
+                    Err(flume::RecvTimeoutError::Disconnected) => break,
+                },
+                _ => match self.rx.recv() {
+                    Ok(m) => m,
+                    Err(_) => break,
+                },
+            };
+            let mut appends = Vec::new();
+            let mut flushes = Vec::new();
+            let mut events = 0usize;
+            let mut next = Some(msg);
+            while let Some(m) = next.take() {
+                match m {
+                    Msg::Append(r) => {
+                        events += r.events.len();
+                        appends.push(r);
+                    }
+                    Msg::Flush(r) => flushes.push(r),
+                }
+                if events < self.shared.config.max_group_events {
+                    next = self.rx.try_recv().ok();
+                }
+            }
+            if !appends.is_empty() {
+                self.commit(appends);
+            }
+            for reply in flushes {
+                let _ = reply.send(self.sync("flush request"));
+            }
+        }
+        if self.dirty {
+            let _ = self.sync("close");
+        }
+        tracing::debug!("store writer stopped");
+    }
+
+    fn poisoned_error(&self) -> Option<Error> {
+        self.shared
+            .poisoned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|reason| Error::Poisoned {
+                reason: reason.clone(),
+            })
+    }
+
+    /// Flushes and syncs; on failure poisons the store.
+    fn sync(&mut self, why: &str) -> Result<()> {
+        if let Some(e) = self.poisoned_error() {
+            return Err(e);
+        }
+        let faults = &self.shared.config.faults;
+        let r = faults
+            .check(FaultPoint::Flush)
+            .and_then(|()| self.shared.backend.flush())
+            .and_then(|()| faults.check(FaultPoint::Sync))
+            .and_then(|()| self.shared.backend.sync_data());
+        match r {
+            Ok(()) => {
+                self.dirty = false;
+                Ok(())
+            }
+            Err(e) => {
+                self.shared.poison(format!("{why}: {e}"));
+                Err(e)
+            }
+        }
+    }
+
+    fn commit(&mut self, requests: Vec<AppendRequest>) {
+        let started = Instant::now();
+        let span = tracing::debug_span!(
+            "group_commit",
+            requests = requests.len(),
+            events = tracing::field::Empty
+        );
+        let _enter = span.enter();
+        if let Some(e) = self.poisoned_error() {
+            for r in requests {
+                let _ = r.reply.send(Err(match &e {
+                    Error::Poisoned { reason } => Error::Poisoned {
+                        reason: reason.clone(),
+                    },
+                    other => same_error(other),
+                }));
+            }
+            return;
+        }
+        let now = Timestamp::now();
+        let mut group = Group {
+            batch: Vec::new(),
+            heads: HashMap::new(),
+            ids: HashMap::new(),
+            first_position: self.next_position,
+            next_position: self.next_position,
+            records: Vec::new(),
+            ts: now.max(self.last_ts),
+        };
+        let mut replies = Vec::with_capacity(requests.len());
+        for r in requests {
+            let result = self.prepare(&r.stream, r.expected, r.events, &mut group);
+            replies.push((r.reply, result));
+        }
+        let written = group.next_position.0 - group.first_position.0;
+        span.record("events", written);
+        if !group.batch.is_empty() {
+            let faults = &self.shared.config.faults;
+            let mut r = faults
+                .check(FaultPoint::Write)
+                .and_then(|()| self.shared.backend.apply(std::mem::take(&mut group.batch)));
+            if r.is_ok() {
+                match self.shared.config.durability {
+                    Durability::Durable => r = self.sync("group commit"),
+                    Durability::Periodic { .. } => self.dirty = true,
+                }
+            }
+            if let Err(e) = r {
+                self.shared.poison(format!("group commit: {e}"));
+                for (reply, result) in replies {
+                    let _ = reply.send(result.and(Err(same_error(&e))));
+                }
+                return;
+            }
+            if self.heads.len() > HEAD_CACHE_LIMIT {
+                self.heads.clear();
+            }
+            self.heads.extend(group.heads);
+            self.next_position = group.next_position;
+            self.last_ts = group.ts;
+            let head = Position(group.next_position.0 - 1);
+            self.shared.visible.store(head.0, Ordering::Release);
+            self.shared.head_tx.send_replace(head);
+        }
+        for (reply, result) in replies {
+            let _ = reply.send(result);
+        }
+        tracing::trace!(
+            events = written,
+            micros = started.elapsed().as_micros() as u64,
+            "group committed"
+        );
+    }
+
+    fn head(&mut self, stream: &StreamId, group: &Group) -> Result<Version> {
+        if let Some(v) = group.heads.get(stream).or_else(|| self.heads.get(stream)) {
+            return Ok(*v);
+        }
+        let v = self
+            .shared
+            .stream_head(stream, Position::MAX)?
+            .unwrap_or(Version::NONE);
+        self.heads.insert(stream.clone(), v);
+        Ok(v)
+    }
+
+    fn lookup_id(&self, id: EventId, group: &Group) -> Result<Option<Position>> {
+        if let Some(p) = group.ids.get(&id) {
+            return Ok(Some(*p));
+        }
+        match self.shared.backend.get(&id_key(id))? {
+            Some(v) => format::decode_id_entry(&v, id).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The stored events at `first..first + n`, from this group or from storage.
+    fn stored(&self, first: Position, n: usize, group: &Group) -> Result<Vec<RecordedEvent>> {
+        if first >= group.first_position {
+            let at = (first.0 - group.first_position.0) as usize;
+            return Ok(group.records.iter().skip(at).take(n).cloned().collect());
+        }
+        self.shared.read_all(first, n, Position::MAX)
+    }
+
+    /// Idempotency: `Some(original result)` when these exact events were appended before.
+    fn check_ids(
+        &self,
+        stream: &StreamId,
+        events: &[EventData],
+        group: &Group,
+    ) -> Result<Option<AppendResult>> {
+        let mut found = Vec::new();
+        for (i, e) in events.iter().enumerate() {
+            if let Some(p) = self.lookup_id(e.id, group)? {
+                found.push((i, p));
+            }
+        }
+        let Some(&(i0, p0)) = found.first() else {
+            return Ok(None);
+        };
+        let consecutive = found.len() == events.len()
+            && i0 == 0
+            && found.iter().all(|&(i, p)| p.0 == p0.0 + i as u64);
+        if consecutive {
+            let stored = self.stored(p0, events.len(), group)?;
+            let same = stored.len() == events.len()
+                && stored
+                    .iter()
+                    .zip(events)
+                    .all(|(s, e)| s.stream == *stream && s.same_content(e));
+            if let (true, Some(first), Some(last)) = (same, stored.first(), stored.last()) {
+                return Ok(Some(AppendResult {
+                    first_version: first.version,
+                    last_version: last.version,
+                    first_position: first.position,
+                    last_position: last.position,
+                }));
+            }
+        }
+        Err(Error::DuplicateEventId {
+            id: events[i0].id,
+            position: p0,
+        })
+    }
+
+    fn prepare(
+        &mut self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<EventData>,
+        group: &mut Group,
+    ) -> Result<AppendResult> {
+        if events.is_empty() {
+            return Err(Error::InvalidEvent {
+                reason: "an append needs at least one event".into(),
+            });
+        }
+        let mut seen = HashSet::with_capacity(events.len());
+        for e in &events {
+            format::validate_sizes(&e.event_type, &e.metadata, &e.payload)?;
+            if !seen.insert(e.id) {
+                return Err(Error::InvalidEvent {
+                    reason: format!("event id {} appears twice in one append", e.id),
+                });
+            }
+        }
+        if let Some(original) = self.check_ids(stream, &events, group)? {
+            return Ok(original);
+        }
+        let actual = self.head(stream, group)?;
+        if !expected.accepts(actual) {
+            return Err(Error::Conflict {
+                stream: stream.clone(),
+                expected,
+                actual,
+            });
+        }
+        let first_version = actual.next();
+        let first_position = group.next_position;
+        let mut records = Vec::with_capacity(events.len());
+        for (i, e) in events.into_iter().enumerate() {
+            records.push(RecordedEvent {
+                position: Position(first_position.0 + i as u64),
+                stream: stream.clone(),
+                version: Version(first_version.0 + i as u64),
+                id: e.id,
+                event_type: e.event_type,
+                schema_version: e.schema_version,
+                recorded_at: group.ts,
+                metadata: e.metadata,
+                codec: e.codec,
+                payload: e.payload,
+            });
+        }
+        // Cut into chunks of about CHUNK_TARGET_BYTES.
+        let mut buf = Vec::new();
+        let mut chunk_first = 0usize;
+        for (i, r) in records.iter().enumerate() {
+            format::encode_record(r, &mut buf);
+            group.batch.push((
+                id_key(r.id).to_vec(),
+                format::encode_id_entry(r.position).to_vec(),
+            ));
+            group.ids.insert(r.id, r.position);
+            let last_of_all = i + 1 == records.len();
+            if buf.len() >= CHUNK_TARGET_BYTES || last_of_all {
+                let count = (i + 1 - chunk_first) as u32;
+                let first = records[chunk_first].position;
+                group
+                    .batch
+                    .push((event_key(first).to_vec(), format::encode_chunk(count, &buf)));
+                let entry = IndexEntry {
+                    first_position: first,
+                    count,
+                };
+                group
+                    .batch
+                    .push((stream_key(stream, r.version), entry.encode().to_vec()));
+                buf.clear();
+                chunk_first = i + 1;
+            }
+        }
+        let last = &records[records.len() - 1];
+        let result = AppendResult {
+            first_version,
+            last_version: last.version,
+            first_position,
+            last_position: last.position,
+        };
+        group.heads.insert(stream.clone(), last.version);
+        group.next_position = last.position.next();
+        group.records.extend(records);
+        Ok(result)
+    }
+}

@@ -1,0 +1,581 @@
+//! The stored byte format, version 1. These bytes last forever: every change gets a new
+//! format byte, and decoders of every old format stay.
+//!
+//! # Records
+//!
+//! One event is one *record*:
+//!
+//! ```text
+//! format u8 (= 1) | codec u8 | body_len u32 LE | crc32 u32 LE | body
+//! ```
+//!
+//! The CRC-32 (IEEE) covers the first six bytes and the body. The body, all integers little
+//! endian:
+//!
+//! ```text
+//! position u64 | version u64 | recorded_at i64 (µs since the epoch) | event id [16]
+//! schema_version u32 | stream: u16 len + UTF-8 | event type: u8 len + UTF-8
+//! flags u8 (bit 0: correlation id, bit 1: causation id) | [correlation 16] | [causation 16]
+//! header count u32 | per header: u32 len + UTF-8 key, u32 len + UTF-8 value
+//! payload len u32 | payload
+//! ```
+//!
+//! # Chunks
+//!
+//! Records are stored in *chunks*: the events of one append with contiguous positions and
+//! versions, cut at about [`CHUNK_TARGET_BYTES`]. A chunk is `format u8 (= 1) | count u32 LE |
+//! records`, stored under the key of its first position.
+//!
+//! # Index entries
+//!
+//! A stream index entry (key: stream + last version of a chunk) is
+//! `format u8 (= 1) | first position u64 | count u32 | crc32 u32` and an event-id index entry
+//! is `format u8 (= 1) | position u64 | crc32 u32`.
+
+use annals_core::{
+    CodecId, Error, EventId, Metadata, Position, RecordedEvent, StreamId, Timestamp, Uuid, Version,
+};
+
+/// The record format written by this build.
+pub const RECORD_FORMAT_V1: u8 = 1;
+/// The chunk format written by this build.
+pub const CHUNK_FORMAT_V1: u8 = 1;
+/// The index-entry format written by this build.
+pub const INDEX_FORMAT_V1: u8 = 1;
+/// Chunks are cut once they reach this size (a single larger record gets a chunk of its own).
+/// Small values keep sled's nodes small, which keeps them out of sled's blob files.
+pub const CHUNK_TARGET_BYTES: usize = 4096;
+/// The largest payload accepted, in bytes.
+pub const MAX_PAYLOAD_BYTES: usize = 16 * 1024 * 1024;
+/// The largest metadata accepted (headers, encoded), in bytes.
+pub const MAX_METADATA_BYTES: usize = 64 * 1024;
+
+const RECORD_HEADER: usize = 10;
+const FLAG_CORRELATION: u8 = 1;
+const FLAG_CAUSATION: u8 = 2;
+
+fn push_str_u32(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Appends the record of `event` to `out`.
+///
+/// The caller has validated sizes ([`validate_sizes`]), so every length fits its field.
+pub fn encode_record(event: &RecordedEvent, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.push(RECORD_FORMAT_V1);
+    out.push(event.codec.0);
+    out.extend_from_slice(&[0; 8]); // body_len + crc, filled in below
+    let body_start = out.len();
+    out.extend_from_slice(&event.position.0.to_le_bytes());
+    out.extend_from_slice(&event.version.0.to_le_bytes());
+    out.extend_from_slice(&event.recorded_at.0.to_le_bytes());
+    out.extend_from_slice(event.id.as_bytes());
+    out.extend_from_slice(&event.schema_version.to_le_bytes());
+    let stream = event.stream.as_str().as_bytes();
+    out.extend_from_slice(&(stream.len() as u16).to_le_bytes());
+    out.extend_from_slice(stream);
+    out.push(event.event_type.len() as u8);
+    out.extend_from_slice(event.event_type.as_bytes());
+    let m = &event.metadata;
+    let flags = if m.correlation_id.is_some() {
+        FLAG_CORRELATION
+    } else {
+        0
+    } | if m.causation_id.is_some() {
+        FLAG_CAUSATION
+    } else {
+        0
+    };
+    out.push(flags);
+    if let Some(id) = m.correlation_id {
+        out.extend_from_slice(id.as_bytes());
+    }
+    if let Some(id) = m.causation_id {
+        out.extend_from_slice(id.as_bytes());
+    }
+    out.extend_from_slice(&(m.headers.len() as u32).to_le_bytes());
+    for (k, v) in &m.headers {
+        push_str_u32(out, k);
+        push_str_u32(out, v);
+    }
+    out.extend_from_slice(&(event.payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&event.payload);
+    let body_len = (out.len() - body_start) as u32;
+    out[start + 2..start + 6].copy_from_slice(&body_len.to_le_bytes());
+    let mut h = crc32fast::Hasher::new();
+    h.update(&out[start..start + 6]);
+    h.update(&out[body_start..]);
+    let crc = h.finalize();
+    out[start + 6..start + 10].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Checks the sizes a record format field can hold: event type length, payload and metadata
+/// size.
+///
+/// # Errors
+/// [`Error::InvalidEvent`] naming the field.
+pub fn validate_sizes(event_type: &str, metadata: &Metadata, payload: &[u8]) -> Result<(), Error> {
+    let bad = |reason: String| Err(Error::InvalidEvent { reason });
+    if event_type.is_empty() {
+        return bad("event type is empty".into());
+    }
+    if event_type.len() > annals_core::MAX_EVENT_TYPE_LEN {
+        return bad(format!(
+            "event type {event_type:?} is longer than 255 bytes"
+        ));
+    }
+    if event_type.chars().any(char::is_control) {
+        return bad(format!(
+            "event type {event_type:?} contains a control character"
+        ));
+    }
+    if payload.len() > MAX_PAYLOAD_BYTES {
+        return bad(format!(
+            "payload of {} bytes is larger than the limit of {MAX_PAYLOAD_BYTES}",
+            payload.len()
+        ));
+    }
+    let meta: usize = metadata
+        .headers
+        .iter()
+        .map(|(k, v)| 8 + k.len() + v.len())
+        .sum();
+    if meta > MAX_METADATA_BYTES {
+        return bad(format!(
+            "metadata of {meta} bytes is larger than the limit of {MAX_METADATA_BYTES}"
+        ));
+    }
+    Ok(())
+}
+
+/// A bounds-checked reader over a record body; every failure names the position.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    position: Position,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], Error> {
+        let end = self.at.checked_add(n).filter(|&e| e <= self.bytes.len());
+        match end {
+            Some(end) => {
+                let s = &self.bytes[self.at..end];
+                self.at = end;
+                Ok(s)
+            }
+            None => Err(Error::corrupt(self.position, format!("truncated {what}"))),
+        }
+    }
+    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], Error> {
+        let s = self.take(N, what)?;
+        let mut a = [0u8; N];
+        a.copy_from_slice(s);
+        Ok(a)
+    }
+    fn u8(&mut self, what: &str) -> Result<u8, Error> {
+        Ok(self.array::<1>(what)?[0])
+    }
+    fn u16(&mut self, what: &str) -> Result<u16, Error> {
+        Ok(u16::from_le_bytes(self.array(what)?))
+    }
+    fn u32(&mut self, what: &str) -> Result<u32, Error> {
+        Ok(u32::from_le_bytes(self.array(what)?))
+    }
+    fn u64(&mut self, what: &str) -> Result<u64, Error> {
+        Ok(u64::from_le_bytes(self.array(what)?))
+    }
+    fn str(&mut self, n: usize, what: &str) -> Result<&'a str, Error> {
+        let s = self.take(n, what)?;
+        std::str::from_utf8(s)
+            .map_err(|_| Error::corrupt(self.position, format!("{what} is not UTF-8")))
+    }
+}
+
+/// Decodes one record from the front of `bytes`; returns it and the bytes it used.
+/// `position_hint` names the record in errors raised before its own position is readable.
+///
+/// # Errors
+/// [`Error::Corrupt`] for a bad checksum, truncation, an unknown format or invalid fields.
+pub fn decode_record(
+    bytes: &[u8],
+    position_hint: Position,
+) -> Result<(RecordedEvent, usize), Error> {
+    let corrupt = |reason: String| Error::corrupt(position_hint, reason);
+    if bytes.len() < RECORD_HEADER {
+        return Err(corrupt(format!(
+            "truncated record header ({} bytes)",
+            bytes.len()
+        )));
+    }
+    if bytes[0] != RECORD_FORMAT_V1 {
+        return Err(corrupt(format!("unknown record format {}", bytes[0])));
+    }
+    let codec = CodecId(bytes[1]);
+    let body_len = u32::from_le_bytes([bytes[2], bytes[3], bytes[4], bytes[5]]) as usize;
+    let stored_crc = u32::from_le_bytes([bytes[6], bytes[7], bytes[8], bytes[9]]);
+    let Some(body) = bytes.get(RECORD_HEADER..RECORD_HEADER.saturating_add(body_len)) else {
+        return Err(corrupt(format!(
+            "truncated record: body of {body_len} bytes, {} present",
+            bytes.len() - RECORD_HEADER
+        )));
+    };
+    let mut h = crc32fast::Hasher::new();
+    h.update(&bytes[..6]);
+    h.update(body);
+    if h.finalize() != stored_crc {
+        return Err(corrupt("checksum mismatch".into()));
+    }
+    let mut r = Reader {
+        bytes: body,
+        at: 0,
+        position: position_hint,
+    };
+    let position = Position(r.u64("position")?);
+    r.position = position;
+    let version = Version(r.u64("version")?);
+    let recorded_at = Timestamp(i64::from_le_bytes(r.array("recorded_at")?));
+    let id = EventId::from_bytes(r.array("event id")?);
+    let schema_version = r.u32("schema version")?;
+    let stream_len = r.u16("stream length")? as usize;
+    let stream = r.str(stream_len, "stream id")?;
+    let stream = StreamId::new(stream)
+        .map_err(|e| Error::corrupt(position, format!("stored stream id invalid: {e}")))?;
+    let type_len = r.u8("event type length")? as usize;
+    let event_type = r.str(type_len, "event type")?.to_owned();
+    let flags = r.u8("flags")?;
+    if flags & !(FLAG_CORRELATION | FLAG_CAUSATION) != 0 {
+        return Err(Error::corrupt(
+            position,
+            format!("unknown flags {flags:#x}"),
+        ));
+    }
+    let mut metadata = Metadata::default();
+    if flags & FLAG_CORRELATION != 0 {
+        metadata.correlation_id = Some(Uuid::from_bytes(r.array("correlation id")?));
+    }
+    if flags & FLAG_CAUSATION != 0 {
+        metadata.causation_id = Some(Uuid::from_bytes(r.array("causation id")?));
+    }
+    let headers = r.u32("header count")?;
+    for _ in 0..headers {
+        let kl = r.u32("header key length")? as usize;
+        let k = r.str(kl, "header key")?.to_owned();
+        let vl = r.u32("header value length")? as usize;
+        let v = r.str(vl, "header value")?.to_owned();
+        metadata.headers.insert(k, v);
+    }
+    let payload_len = r.u32("payload length")? as usize;
+    let payload = r.take(payload_len, "payload")?.to_vec();
+    if r.at != body.len() {
+        return Err(Error::corrupt(position, "trailing bytes in record body"));
+    }
+    if position == Position::NONE || version == Version::NONE {
+        return Err(Error::corrupt(position, "record has position or version 0"));
+    }
+    let event = RecordedEvent {
+        position,
+        stream,
+        version,
+        id,
+        event_type,
+        schema_version,
+        recorded_at,
+        metadata,
+        codec,
+        payload,
+    };
+    Ok((event, RECORD_HEADER + body_len))
+}
+
+/// Encodes a chunk from already-encoded records.
+pub fn encode_chunk(count: u32, records: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(5 + records.len());
+    out.push(CHUNK_FORMAT_V1);
+    out.extend_from_slice(&count.to_le_bytes());
+    out.extend_from_slice(records);
+    out
+}
+
+/// Decodes a chunk stored under `first`, checking that its records have contiguous positions
+/// starting at `first`, one stream and contiguous versions.
+///
+/// # Errors
+/// [`Error::Corrupt`] naming the first position that could not be read.
+pub fn decode_chunk(bytes: &[u8], first: Position) -> Result<Vec<RecordedEvent>, Error> {
+    if bytes.len() < 5 {
+        return Err(Error::corrupt(first, "truncated chunk header"));
+    }
+    if bytes[0] != CHUNK_FORMAT_V1 {
+        return Err(Error::corrupt(
+            first,
+            format!("unknown chunk format {}", bytes[0]),
+        ));
+    }
+    let count = u32::from_le_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
+    if count == 0 {
+        return Err(Error::corrupt(first, "empty chunk"));
+    }
+    let mut out: Vec<RecordedEvent> = Vec::with_capacity(count.min(4096) as usize);
+    let mut at = 5;
+    for i in 0..u64::from(count) {
+        let expected = Position(first.0.saturating_add(i));
+        let (event, used) = decode_record(&bytes[at..], expected)?;
+        if event.position != expected {
+            return Err(Error::corrupt(
+                expected,
+                format!("record claims position {}", event.position),
+            ));
+        }
+        if let Some(prev) = out.last() {
+            if event.stream != prev.stream || event.version.0 != prev.version.0.saturating_add(1) {
+                return Err(Error::corrupt(
+                    expected,
+                    "chunk records are not one contiguous stream run",
+                ));
+            }
+        }
+        at += used;
+        out.push(event);
+    }
+    if at != bytes.len() {
+        return Err(Error::corrupt(
+            first,
+            "trailing bytes after the last record of a chunk",
+        ));
+    }
+    Ok(out)
+}
+
+/// A decoded stream-index entry: the chunk holding versions `last_version - count + 1 ..=
+/// last_version` starts at `first_position`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct IndexEntry {
+    /// Position of the chunk's first event.
+    pub first_position: Position,
+    /// Number of events in the chunk.
+    pub count: u32,
+}
+
+impl IndexEntry {
+    /// Encodes the entry.
+    pub fn encode(&self) -> [u8; 17] {
+        let mut out = [0u8; 17];
+        out[0] = INDEX_FORMAT_V1;
+        out[1..9].copy_from_slice(&self.first_position.0.to_le_bytes());
+        out[9..13].copy_from_slice(&self.count.to_le_bytes());
+        let crc = crc32fast::hash(&out[..13]);
+        out[13..17].copy_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    /// Decodes an entry; `what` names it in errors.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] on a bad length, format or checksum.
+    pub fn decode(bytes: &[u8], what: &str) -> Result<Self, Error> {
+        let bad = |reason: &str| Error::corrupt(Position::NONE, format!("{what}: {reason}"));
+        if bytes.len() != 17 {
+            return Err(bad("wrong length"));
+        }
+        if bytes[0] != INDEX_FORMAT_V1 {
+            return Err(bad("unknown index format"));
+        }
+        if crc32fast::hash(&bytes[..13])
+            != u32::from_le_bytes([bytes[13], bytes[14], bytes[15], bytes[16]])
+        {
+            return Err(bad("checksum mismatch"));
+        }
+        let mut p = [0u8; 8];
+        p.copy_from_slice(&bytes[1..9]);
+        let mut c = [0u8; 4];
+        c.copy_from_slice(&bytes[9..13]);
+        let entry = IndexEntry {
+            first_position: Position(u64::from_le_bytes(p)),
+            count: u32::from_le_bytes(c),
+        };
+        if entry.count == 0 || entry.first_position == Position::NONE {
+            return Err(bad("empty entry"));
+        }
+        Ok(entry)
+    }
+}
+
+/// Encodes an event-id index entry.
+pub fn encode_id_entry(position: Position) -> [u8; 13] {
+    let mut out = [0u8; 13];
+    out[0] = INDEX_FORMAT_V1;
+    out[1..9].copy_from_slice(&position.0.to_le_bytes());
+    let crc = crc32fast::hash(&out[..9]);
+    out[9..13].copy_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// Decodes an event-id index entry.
+///
+/// # Errors
+/// [`Error::Corrupt`] on a bad length, format or checksum.
+pub fn decode_id_entry(bytes: &[u8], id: EventId) -> Result<Position, Error> {
+    let bad =
+        |reason: &str| Error::corrupt(Position::NONE, format!("id index entry of {id}: {reason}"));
+    if bytes.len() != 13 || bytes[0] != INDEX_FORMAT_V1 {
+        return Err(bad("wrong length or format"));
+    }
+    if crc32fast::hash(&bytes[..9])
+        != u32::from_le_bytes([bytes[9], bytes[10], bytes[11], bytes[12]])
+    {
+        return Err(bad("checksum mismatch"));
+    }
+    let mut p = [0u8; 8];
+    p.copy_from_slice(&bytes[1..9]);
+    Ok(Position(u64::from_le_bytes(p)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    pub(crate) fn sample(position: u64, version: u64) -> RecordedEvent {
+        RecordedEvent {
+            position: Position(position),
+            stream: StreamId::new("account-1").unwrap(),
+            version: Version(version),
+            id: EventId::from_bytes([7; 16]),
+            event_type: "Deposited".into(),
+            schema_version: 2,
+            recorded_at: Timestamp(1_700_000_000_000_000),
+            metadata: Metadata::new()
+                .with_correlation_id(Uuid::from_bytes([1; 16]))
+                .with_header("user", "ada"),
+            codec: CodecId::BINCODE,
+            payload: vec![1, 2, 3, 4],
+        }
+    }
+
+    fn chunk_of(events: &[RecordedEvent]) -> Vec<u8> {
+        let mut recs = Vec::new();
+        for e in events {
+            encode_record(e, &mut recs);
+        }
+        encode_chunk(events.len() as u32, &recs)
+    }
+
+    #[test]
+    fn record_round_trip() {
+        let e = sample(5, 3);
+        let mut buf = Vec::new();
+        encode_record(&e, &mut buf);
+        let (back, used) = decode_record(&buf, Position(5)).unwrap();
+        assert_eq!(back, e);
+        assert_eq!(used, buf.len());
+    }
+
+    #[test]
+    fn chunk_round_trip_and_contiguity() {
+        let events = vec![sample(10, 1), sample(11, 2), sample(12, 3)];
+        let chunk = chunk_of(&events);
+        assert_eq!(decode_chunk(&chunk, Position(10)).unwrap(), events);
+        // Stored under the wrong key: the first record names another position.
+        assert!(matches!(
+            decode_chunk(&chunk, Position(9)),
+            Err(Error::Corrupt {
+                position: Position(9),
+                ..
+            })
+        ));
+        let gap = chunk_of(&[sample(10, 1), sample(11, 3)]);
+        assert!(matches!(
+            decode_chunk(&gap, Position(10)),
+            Err(Error::Corrupt {
+                position: Position(11),
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn every_flipped_bit_and_truncation_is_corrupt() {
+        let events = vec![sample(10, 1), sample(11, 2)];
+        let chunk = chunk_of(&events);
+        for i in 0..chunk.len() {
+            for bit in 0..8 {
+                let mut bad = chunk.clone();
+                bad[i] ^= 1 << bit;
+                match decode_chunk(&bad, Position(10)) {
+                    Err(Error::Corrupt { position, .. }) => {
+                        assert!(position == Position(10) || position == Position(11))
+                    }
+                    other => panic!("byte {i} bit {bit}: {other:?}"),
+                }
+            }
+        }
+        for len in 0..chunk.len() {
+            assert!(matches!(
+                decode_chunk(&chunk[..len], Position(10)),
+                Err(Error::Corrupt { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn index_entries_round_trip_and_detect_damage() {
+        let e = IndexEntry {
+            first_position: Position(42),
+            count: 3,
+        };
+        let bytes = e.encode();
+        assert_eq!(IndexEntry::decode(&bytes, "x").unwrap(), e);
+        for i in 0..bytes.len() {
+            let mut bad = bytes;
+            bad[i] ^= 0x10;
+            assert!(IndexEntry::decode(&bad, "x").is_err());
+        }
+        let id = EventId::new();
+        let b = encode_id_entry(Position(9));
+        assert_eq!(decode_id_entry(&b, id).unwrap(), Position(9));
+        let mut bad = b;
+        bad[3] ^= 1;
+        assert!(decode_id_entry(&bad, id).is_err());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(
+            if std::env::var_os("ANNALS_STRESS").is_some() { 100_000 } else { 2_000 }
+        ))]
+
+        /// Arbitrary bytes never panic the decoders.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = decode_chunk(&bytes, Position(1));
+            let _ = decode_record(&bytes, Position(1));
+            let _ = IndexEntry::decode(&bytes, "x");
+            let _ = decode_id_entry(&bytes, EventId::new());
+        }
+
+        /// Mutated valid chunks never panic and never decode into different events silently.
+        #[test]
+        fn mutated_chunks_are_errors_or_identical(
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+            cut in proptest::option::of(any::<prop::sample::Index>()),
+        ) {
+            let events = vec![sample(10, 1), sample(11, 2)];
+            let chunk = chunk_of(&events);
+            let mut bad = chunk.clone();
+            for (i, b) in edits {
+                let i = i.index(bad.len());
+                bad[i] = b;
+            }
+            if let Some(c) = cut {
+                let n = c.index(bad.len());
+                bad.truncate(n);
+            }
+            match decode_chunk(&bad, Position(10)) {
+                Ok(back) => prop_assert!(bad == chunk && back == events),
+                Err(e) => prop_assert!(matches!(e, Error::Corrupt { .. }), "{e:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! The key layout of one ordered key space (a sled tree, or the in-memory map).
+//!
+//! | key                                   | value                         |
+//! |---------------------------------------|-------------------------------|
+//! | `e` + first position (u64 BE)         | a chunk of records            |
+//! | `s` + stream + `0x00` + last version (u64 BE) | stream index entry    |
+//! | `i` + event id (16 bytes)             | event-id index entry          |
+//! | `m` + name                            | store metadata (`mformat`)    |
+//!
+//! Stream ids never contain control characters, so `0x00` cleanly ends the stream name and
+//! one stream's keys never interleave with another's.
+
+use annals_core::{EventId, Position, StreamId, Version};
+
+/// Prefix byte of chunk keys.
+pub const EVENTS: u8 = b'e';
+/// Prefix byte of stream index keys.
+pub const STREAMS: u8 = b's';
+/// Prefix byte of event-id index keys.
+pub const IDS: u8 = b'i';
+/// Key of the store format marker.
+pub const FORMAT_KEY: &[u8] = b"mformat";
+/// The store format this build writes and reads.
+pub const STORE_FORMAT: u8 = 1;
+
+/// The key of the chunk starting at `position`.
+pub fn event_key(position: Position) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = EVENTS;
+    k[1..].copy_from_slice(&position.0.to_be_bytes());
+    k
+}
+
+/// The position encoded in a chunk key, if `key` is one.
+pub fn parse_event_key(key: &[u8]) -> Option<Position> {
+    if key.len() != 9 || key[0] != EVENTS {
+        return None;
+    }
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&key[1..]);
+    Some(Position(u64::from_be_bytes(b)))
+}
+
+/// The key of the index entry of `stream`'s chunk ending at `last_version`.
+pub fn stream_key(stream: &StreamId, last_version: Version) -> Vec<u8> {
+    let name = stream.as_str().as_bytes();
+    let mut k = Vec::with_capacity(name.len() + 10);
+    k.push(STREAMS);
+    k.extend_from_slice(name);
+    k.push(0);
+    k.extend_from_slice(&last_version.0.to_be_bytes());
+    k
+}
+
+/// Splits a stream index key into the stream name bytes and the last version.
+pub fn parse_stream_key(key: &[u8]) -> Option<(&[u8], Version)> {
+    if key.len() < 10 || key[0] != STREAMS || key[key.len() - 9] != 0 {
+        return None;
+    }
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&key[key.len() - 8..]);
+    Some((&key[1..key.len() - 9], Version(u64::from_be_bytes(b))))
+}
+
+/// The key of the id index entry of `id`.
+pub fn id_key(id: EventId) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[0] = IDS;
+    k[1..].copy_from_slice(id.as_bytes());
+    k
+}

@@ -1,0 +1,225 @@
+//! # annals-store
+//!
+//! Event stores for annals:
+//!
+//! * [`SledStore`]: the embedded store on sled 0.34. One writer thread owns appends and does
+//!   *group commit*: it drains every queued append, checks each one's expected version,
+//!   assigns contiguous global positions, writes the whole group as one atomic sled batch,
+//!   flushes and `fdatasync`s once, and only then acknowledges the callers and wakes
+//!   subscribers. Many durable appends share one flush, so throughput grows with concurrency.
+//! * [`MemStore`]: the same engine on an in-memory "disk" ([`MemDisk`]) that is *stricter*
+//!   than sled: it refuses overwrites of log keys, refuses an `fdatasync` without a flush, and
+//!   can simulate a power loss that drops exactly what was not synced.
+//!
+//! Both implement [`annals_core::EventStore`] and pass the same conformance suite.
+//!
+//! ```
+//! use annals_core::{Direction, EventData, EventStore, ExpectedVersion, StreamId, VersionRange};
+//! use annals_store::SledStore;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let store = SledStore::open(dir.path())?;
+//! let stream = StreamId::new("account-1")?;
+//! let r = store
+//!     .append(&stream, ExpectedVersion::NoStream, vec![EventData::json("Opened", &"ada")?])
+//!     .await?;
+//! assert_eq!(r.last_version.0, 1);
+//! let events = store.read_stream(&stream, VersionRange::ALL, Direction::Forward, 100).await?;
+//! assert_eq!(events[0].decode::<String>()?, "ada");
+//! # Ok(()) }
+//! ```
+//!
+//! ## Durability
+//!
+//! [`Durability::Durable`] (the default) acknowledges an append only after its bytes are on
+//! disk. [`Durability::Periodic`] acknowledges after the write and flushes on a timer: faster,
+//! and documented to lose up to one interval of acknowledged appends on a crash.
+//!
+//! After any failed write, flush or sync the store is *poisoned*: it acknowledges nothing
+//! more and answers [`Error::Poisoned`](annals_core::Error::Poisoned). Reopen it to recover
+//! every event acknowledged before the failure.
+
+mod backend;
+mod config;
+mod engine;
+pub mod format;
+#[doc(hidden)]
+pub mod layout;
+
+use std::path::{Path, PathBuf};
+
+use annals_core::{
+    AppendResult, Direction, EventData, EventStore, ExpectedVersion, Position, RecordedEvent,
+    Result, StreamId, Version, VersionRange,
+};
+use tokio::sync::watch;
+
+pub use backend::MemDisk;
+pub use config::{Durability, FaultPlan, FaultPoint, StoreConfig};
+
+use backend::{MemBackend, SledBackend};
+use engine::Engine;
+
+/// Implements `EventStore` and the common inherent methods by delegating to the engine.
+macro_rules! delegate_store {
+    ($ty:ty) => {
+        impl $ty {
+            /// Flushes and syncs everything written so far. Appends in
+            /// [`Durability::Durable`] mode are already durable when acknowledged; in
+            /// [`Durability::Periodic`] mode this makes every acknowledged append durable.
+            ///
+            /// # Errors
+            /// An I/O error (the store is poisoned afterwards) or `Closed`.
+            pub async fn flush(&self) -> Result<()> {
+                self.engine.flush().await
+            }
+
+            /// `Some(reason)` when a failed write poisoned the store and it refuses writes.
+            pub fn poisoned(&self) -> Option<String> {
+                self.engine.poisoned()
+            }
+        }
+
+        impl EventStore for $ty {
+            async fn append(
+                &self,
+                stream: &StreamId,
+                expected: ExpectedVersion,
+                events: Vec<EventData>,
+            ) -> Result<AppendResult> {
+                self.engine.append(stream, expected, events).await
+            }
+
+            async fn read_stream(
+                &self,
+                stream: &StreamId,
+                range: VersionRange,
+                direction: Direction,
+                limit: usize,
+            ) -> Result<Vec<RecordedEvent>> {
+                self.engine.read_stream(stream, range, direction, limit)
+            }
+
+            async fn read_all(&self, from: Position, limit: usize) -> Result<Vec<RecordedEvent>> {
+                self.engine.read_all(from, limit)
+            }
+
+            async fn stream_head(&self, stream: &StreamId) -> Result<Option<Version>> {
+                self.engine.stream_head(stream)
+            }
+
+            fn head_position(&self) -> Position {
+                self.engine.head_position()
+            }
+
+            fn watch_head(&self) -> watch::Receiver<Position> {
+                self.engine.watch_head()
+            }
+        }
+    };
+}
+
+/// The embedded event store on sled 0.34. Cheap to clone; all clones share one store. The
+/// store closes (finishing queued appends and flushing) when the last clone is dropped.
+#[derive(Clone)]
+pub struct SledStore {
+    engine: Engine<SledBackend>,
+    path: PathBuf,
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in directory `path` with the default, durable config.
+    ///
+    /// # Errors
+    /// I/O or sled errors (for example when another process has the store open), an unknown
+    /// store format, or `Corrupt` if the last stored chunk is damaged.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(path, StoreConfig::default())
+    }
+
+    /// Opens (or creates) the store in directory `path`.
+    ///
+    /// # Errors
+    /// As [`SledStore::open`].
+    pub fn open_with(path: impl AsRef<Path>, config: StoreConfig) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        std::fs::create_dir_all(&path)?;
+        let backend = SledBackend::open(&path, config.cache_bytes)?;
+        let engine = Engine::open(backend, config, "sled")?;
+        Ok(Self { engine, path })
+    }
+
+    /// The store's directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Bytes the store uses on disk.
+    ///
+    /// # Errors
+    /// I/O errors from sled.
+    pub fn size_on_disk(&self) -> Result<u64> {
+        self.engine.size_on_disk()
+    }
+}
+
+delegate_store!(SledStore);
+
+/// An in-memory event store held to the same contract as [`SledStore`], on a [`MemDisk`]
+/// that outlives it (so tests can close, "crash" and reopen).
+#[derive(Clone)]
+pub struct MemStore {
+    engine: Engine<MemBackend>,
+    disk: MemDisk,
+}
+
+impl MemStore {
+    /// A store on a fresh, empty disk.
+    pub fn new() -> Self {
+        let disk = MemDisk::new();
+        match Self::open(disk) {
+            Ok(s) => s,
+            // A fresh disk is never open elsewhere, and the in-memory backend cannot fail
+            // to start otherwise; only thread creation could, which is fatal anyway.
+            Err(e) => unreachable_store(e),
+        }
+    }
+
+    /// Opens a store on `disk` (which keeps what earlier stores on it synced).
+    ///
+    /// # Errors
+    /// `Storage` when another store has `disk` open.
+    pub fn open(disk: MemDisk) -> Result<Self> {
+        Self::open_with(disk, StoreConfig::default())
+    }
+
+    /// Opens a store on `disk` with `config`.
+    ///
+    /// # Errors
+    /// As [`MemStore::open`].
+    pub fn open_with(disk: MemDisk, config: StoreConfig) -> Result<Self> {
+        let backend = MemBackend::open(disk.clone())?;
+        let engine = Engine::open(backend, config, "mem")?;
+        Ok(Self { engine, disk })
+    }
+
+    /// The disk this store runs on.
+    pub fn disk(&self) -> &MemDisk {
+        &self.disk
+    }
+}
+
+#[allow(clippy::panic)]
+fn unreachable_store(e: annals_core::Error) -> ! {
+    panic!("cannot start an in-memory store: {e}")
+}
+
+impl Default for MemStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+delegate_store!(MemStore);
