@@ -1,5 +1,5 @@
 //! The conformance suite against `MemStore` and `SledStore`.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use annals::store::{MemDisk, MemStore, SledStore};
 use annals_conformance::{Harness, conformance_tests};

@@ -152,7 +152,12 @@ impl<S: EventStore> Subscription<S> {
         loop {
             let head = *self.head.borrow_and_update();
             if head >= self.next {
-                let page = self.store.read_all(self.next, PAGE).await?;
+                // A damaged record fails the whole page: read one event at a time up to
+                // it, so every good event before it is still delivered.
+                let page = match self.store.read_all(self.next, PAGE).await {
+                    Ok(page) => page,
+                    Err(_) => self.store.read_all(self.next, 1).await?,
+                };
                 let Some(last) = page.last() else {
                     return Err(Error::corrupt(
                         self.next,

@@ -21,13 +21,7 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// Reads one key.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Error>;
     /// Visits the keys in `lo..=hi` in order (or reverse order) until `f` says stop.
-    fn scan(
-        &self,
-        lo: &[u8],
-        hi: &[u8],
-        reverse: bool,
-        f: Visit<'_>,
-    ) -> Result<(), Error>;
+    fn scan(&self, lo: &[u8], hi: &[u8], reverse: bool, f: Visit<'_>) -> Result<(), Error>;
     /// Writes all pairs atomically: after a crash, all or none are present.
     fn apply(&self, batch: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), Error>;
     /// Writes buffered data to the operating system (sled's `flush`).
@@ -111,13 +105,7 @@ impl Backend for SledBackend {
         Ok(self.db.get(key).map_err(sled_err)?.map(|v| v.to_vec()))
     }
 
-    fn scan(
-        &self,
-        lo: &[u8],
-        hi: &[u8],
-        reverse: bool,
-        f: Visit<'_>,
-    ) -> Result<(), Error> {
+    fn scan(&self, lo: &[u8], hi: &[u8], reverse: bool, f: Visit<'_>) -> Result<(), Error> {
         if lo > hi {
             return Ok(());
         }
@@ -208,6 +196,11 @@ impl MemDisk {
         true
     }
 
+    /// How many written keys are not yet synced.
+    pub fn unsynced_keys(&self) -> usize {
+        lock(&self.data).unsynced.len()
+    }
+
     /// Replaces the value of a key: for corruption tests.
     #[doc(hidden)]
     pub fn overwrite(&self, key: &[u8], value: &[u8]) {
@@ -251,13 +244,7 @@ impl Backend for MemBackend {
         Ok(lock(&self.disk.data).map.get(key).map(|v| v.to_vec()))
     }
 
-    fn scan(
-        &self,
-        lo: &[u8],
-        hi: &[u8],
-        reverse: bool,
-        f: Visit<'_>,
-    ) -> Result<(), Error> {
+    fn scan(&self, lo: &[u8], hi: &[u8], reverse: bool, f: Visit<'_>) -> Result<(), Error> {
         if lo > hi {
             return Ok(());
         }

@@ -505,9 +505,9 @@ mod tests {
                 let mut bad = chunk.clone();
                 bad[i] ^= 1 << bit;
                 match decode_chunk(&bad, Position(10)) {
-                    Err(Error::Corrupt { position, .. }) => {
-                        assert!(position == Position(10) || position == Position(11))
-                    }
+                    // The position named is in the chunk, or past it when the damaged count
+                    // claims more records than there are.
+                    Err(Error::Corrupt { position, .. }) => assert!(position.0 >= 10),
                     other => panic!("byte {i} bit {bit}: {other:?}"),
                 }
             }

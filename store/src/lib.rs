@@ -146,7 +146,20 @@ impl SledStore {
     pub fn open_with(path: impl AsRef<Path>, config: StoreConfig) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         std::fs::create_dir_all(&path)?;
-        let backend = SledBackend::open(&path, config.cache_bytes)?;
+        // sled releases its file lock from background I/O threads shortly after the last
+        // handle of a closed store is dropped; give a reopen in the same process a moment.
+        let mut tries = 0;
+        let backend = loop {
+            match SledBackend::open(&path, config.cache_bytes) {
+                Err(annals_core::Error::Io(e))
+                    if tries < 100 && e.to_string().contains("could not acquire lock") =>
+                {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                other => break other?,
+            }
+        };
         let engine = Engine::open(backend, config, "sled")?;
         Ok(Self { engine, path })
     }

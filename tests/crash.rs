@@ -1,0 +1,230 @@
+//! Crash test: a child process appends in `Durable` mode from 8 tasks and prints each ack;
+//! the parent SIGKILLs it at a random moment, reopens the store and checks that every acked
+//! event is present, no append is partial, and positions and versions are contiguous.
+//!
+//! 20 cycles by default; `ANNALS_STRESS=1` runs 300.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::panic
+)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use annals::prelude::*;
+
+const DIR_VAR: &str = "ANNALS_CRASH_CHILD_DIR";
+
+/// The child: runs only when the parent sets `ANNALS_CRASH_CHILD_DIR`.
+#[test]
+fn crash_child() {
+    let Some(dir) = std::env::var_os(DIR_VAR) else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let store = SledStore::open(&dir).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        // One printer thread, so ack lines never interleave.
+        std::thread::spawn(move || {
+            let mut out = std::io::stdout().lock();
+            while let Ok(line) = rx.recv() {
+                writeln!(out, "{line}").unwrap();
+                out.flush().unwrap();
+            }
+        });
+        println!("READY");
+        let mut tasks = Vec::new();
+        for t in 0..8u64 {
+            let store = store.clone();
+            let tx = tx.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut seed = t.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ std::process::id() as u64;
+                for k in 0u64.. {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    // Streams shared by two tasks, so some appends conflict.
+                    let stream = StreamId::new(format!("c-{}-{}", t / 2, seed % 3)).unwrap();
+                    let n = 1 + (seed >> 8) % 3;
+                    let head = store
+                        .stream_head(&stream)
+                        .await
+                        .unwrap()
+                        .unwrap_or(Version::NONE);
+                    let tag = format!("{}-{t}-{k}", std::process::id());
+                    let events: Vec<EventData> = (0..n)
+                        .map(|i| {
+                            EventData::json("Crashy", &format!("{tag}/{i}"))
+                                .unwrap()
+                                .with_metadata(
+                                    Metadata::new()
+                                        .with_header("append", tag.clone())
+                                        .with_header("count", n.to_string()),
+                                )
+                        })
+                        .collect();
+                    match store
+                        .append(&stream, ExpectedVersion::Exact(head), events.clone())
+                        .await
+                    {
+                        Ok(r) => {
+                            let ids: Vec<String> =
+                                events.iter().map(|e| e.id.to_string()).collect();
+                            tx.send(format!(
+                                "ACK {stream} {} {} {}",
+                                r.first_version.0,
+                                r.first_position.0,
+                                ids.join(",")
+                            ))
+                            .unwrap();
+                        }
+                        Err(Error::Conflict { .. }) => {}
+                        Err(e) => panic!("append failed: {e}"),
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+}
+
+struct Ack {
+    stream: String,
+    first_version: u64,
+    first_position: u64,
+    ids: Vec<String>,
+}
+
+fn parse_ack(line: &str) -> Option<Ack> {
+    let mut parts = line.strip_prefix("ACK ")?.split(' ');
+    Some(Ack {
+        stream: parts.next()?.to_string(),
+        first_version: parts.next()?.parse().ok()?,
+        first_position: parts.next()?.parse().ok()?,
+        ids: parts.next()?.split(',').map(str::to_string).collect(),
+    })
+}
+
+/// Checks the invariants of a reopened store; returns (events, acked appends checked).
+async fn verify(store: &SledStore, acks: &[Ack]) -> (usize, usize) {
+    let all = store.read_all(Position::NONE, usize::MAX).await.unwrap();
+    let mut heads: HashMap<StreamId, u64> = HashMap::new();
+    let mut appends: BTreeMap<String, Vec<&RecordedEvent>> = BTreeMap::new();
+    for (i, e) in all.iter().enumerate() {
+        assert_eq!(e.position, Position(i as u64 + 1), "hole in the log");
+        let h = heads.entry(e.stream.clone()).or_default();
+        *h += 1;
+        assert_eq!(
+            e.version,
+            Version(*h),
+            "versions of {} not contiguous",
+            e.stream
+        );
+        appends
+            .entry(e.metadata.headers["append"].clone())
+            .or_default()
+            .push(e);
+    }
+    for (tag, events) in &appends {
+        let count: usize = events[0].metadata.headers["count"].parse().unwrap();
+        assert_eq!(events.len(), count, "append {tag} is partial");
+        for w in events.windows(2) {
+            assert_eq!(
+                w[1].position.0,
+                w[0].position.0 + 1,
+                "append {tag} not contiguous"
+            );
+        }
+    }
+    for ack in acks {
+        for (i, id) in ack.ids.iter().enumerate() {
+            let p = ack.first_position as usize + i;
+            let e = all
+                .get(p - 1)
+                .unwrap_or_else(|| panic!("acked position {p} lost"));
+            assert_eq!(&e.id.to_string(), id, "acked event at {p} differs");
+            assert_eq!(e.stream.as_str(), ack.stream);
+            assert_eq!(e.version.0, ack.first_version + i as u64);
+        }
+    }
+    (all.len(), appends.len())
+}
+
+#[test]
+fn kill_nine_loses_no_acked_event() {
+    let stress = std::env::var_os("ANNALS_STRESS").is_some();
+    let cycles = if stress { 300 } else { 20 };
+    let dir = tempfile::tempdir().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut seed = 0x2545_F491_4F6C_DD1D_u64 ^ u64::from(std::process::id());
+    let mut acks: Vec<Ack> = Vec::new();
+    let started = Instant::now();
+    let mut events = 0;
+    for cycle in 0..cycles {
+        let mut child = Command::new(&exe)
+            .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
+            .env(DIR_VAR, dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        // Wait until the child has opened the store, then let it write for a random while.
+        // (libtest prints its own lines first.)
+        loop {
+            match rx.recv_timeout(Duration::from_secs(30)) {
+                Ok(line) if line.ends_with("READY") => break,
+                Ok(_) => {}
+                Err(e) => {
+                    let _ = child.kill();
+                    let status = child.wait().unwrap();
+                    panic!("cycle {cycle}: child did not start ({e}, {status})");
+                }
+            }
+        }
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_millis(5 + seed % 120));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        reader.join().unwrap();
+        acks.extend(rx.try_iter().filter_map(|l| parse_ack(&l)));
+        let store = SledStore::open(dir.path()).unwrap();
+        let (n, _) = rt.block_on(verify(&store, &acks));
+        assert!(n >= events, "cycle {cycle}: the log shrank");
+        events = n;
+        drop(store);
+    }
+    println!(
+        "crash cycles: {cycles}, acked appends: {}, events: {events}, lost: 0, partial: 0, holes: 0, secs: {:.1}",
+        acks.len(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(!acks.is_empty(), "the child never acknowledged anything");
+}
