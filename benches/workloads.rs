@@ -27,6 +27,7 @@ struct Args {
     batch: Option<usize>,
     system: Option<String>,
     events: Option<usize>,
+    repeat: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -36,6 +37,7 @@ fn parse_args() -> Result<Args, String> {
         batch: None,
         system: None,
         events: None,
+        repeat: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -64,6 +66,11 @@ fn parse_args() -> Result<Args, String> {
                 )
             }
             "--system" => args.system = Some(value("--system")?),
+            "--repeat" => {
+                args.repeat = value("--repeat")?
+                    .parse()
+                    .map_err(|e| format!("--repeat: {e}"))?
+            }
             w if !w.starts_with('-') && args.workload.is_empty() => args.workload = w.to_string(),
             other => return Err(format!("unknown argument {other}")),
         }
@@ -131,21 +138,47 @@ async fn w5(args: &Args) {
             let per_task = (events / c / b).max(1);
             let total = per_task * c * b;
             let extra = format!(",\"concurrency\":{c},\"batch\":{b}");
-            let mut floor = None;
-            if args.system.as_deref().is_none_or(|s| s == "sled-floor") {
-                let secs = sled_floor(c, b, per_task).await;
-                line("sled-floor", "w5", total, secs, &extra);
-                floor = Some(total as f64 / secs);
+            // Runs alternate floor and annals so both see the same machine weather; the
+            // summary line has the medians and the median of the per-run ratios.
+            let (mut floors, mut ours, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+            for _ in 0..args.repeat.max(1) {
+                let mut floor = None;
+                if args.system.as_deref().is_none_or(|s| s == "sled-floor") {
+                    let secs = sled_floor(c, b, per_task).await;
+                    line("sled-floor", "w5", total, secs, &extra);
+                    floor = Some(total as f64 / secs);
+                    floors.push(total as f64 / secs);
+                }
+                if args.system.as_deref().is_none_or(|s| s == "annals-sled") {
+                    let secs = annals_sled(c, b, per_task).await;
+                    let rate = total as f64 / secs;
+                    ours.push(rate);
+                    let ratio = floor.map_or(String::new(), |f| {
+                        ratios.push(rate / f);
+                        format!(",\"ratio_to_floor\":{:.2}", rate / f)
+                    });
+                    line("annals-sled", "w5", total, secs, &format!("{extra}{ratio}"));
+                }
             }
-            if args.system.as_deref().is_none_or(|s| s == "annals-sled") {
-                let secs = annals_sled(c, b, per_task).await;
-                let ratio = floor.map_or(String::new(), |f| {
-                    format!(",\"ratio_to_floor\":{:.2}", total as f64 / secs / f)
-                });
-                line("annals-sled", "w5", total, secs, &format!("{extra}{ratio}"));
+            if args.repeat > 1 {
+                println!(
+                    "{{\"summary\":\"w5\",\"concurrency\":{c},\"batch\":{b},\"runs\":{},\"median_floor\":{:.0},\"median_annals\":{:.0},\"median_ratio\":{:.2}}}",
+                    args.repeat,
+                    median(&mut floors),
+                    median(&mut ours),
+                    median(&mut ratios)
+                );
             }
         }
     }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 async fn annals_sled(c: usize, b: usize, per_task: usize) -> f64 {
