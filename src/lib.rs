@@ -27,6 +27,28 @@
 //! ```
 
 pub use annals_core::*;
+pub use annals_derive::{Command, DomainEvent};
+
+mod repository;
+pub mod testing;
+mod upcast;
+
+pub use repository::{
+    CommandContext, Executed, HistoryEntry, Repository, RepositoryError, event_id_for,
+};
+pub use upcast::Upcasters;
+
+/// Paths the derive macros expand to. Not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use annals_core::{CodecId, Command, DomainEvent, Error};
+    pub use serde;
+
+    /// The error for an event type the derived type does not know.
+    pub fn unknown_event_type(event_type: &str, for_type: &str) -> Error {
+        Error::unknown_event_type(event_type, for_type)
+    }
+}
 
 /// The event stores: sled on disk and the in-memory store.
 pub mod store {
@@ -41,9 +63,11 @@ pub mod projections {
 /// The names most programs need.
 pub mod prelude {
     pub use crate::store::{Durability, MemStore, SledStore, StoreConfig};
+    pub use crate::{CommandContext, Executed, Repository, RepositoryError, Upcasters};
     pub use annals_core::{
-        AppendResult, CodecId, Direction, Error, EventData, EventId, EventStore, ExpectedVersion,
-        Filter, Metadata, Position, RecordedEvent, StreamId, Subscription, Timestamp, Version,
-        VersionRange,
+        Aggregate, AppendResult, CodecId, Command, Direction, DomainEvent, Error, EventData,
+        EventId, EventStore, ExpectedVersion, Filter, Metadata, Position, RecordedEvent,
+        SnapshotStore, StreamId, Subscription, Timestamp, Version, VersionRange,
     };
+    pub use annals_derive::{Command, DomainEvent};
 }

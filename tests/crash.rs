@@ -201,6 +201,11 @@ fn kill_nine_loses_no_acked_event() {
                 Ok(line) if line.ends_with("READY") => break,
                 Ok(_) => {}
                 Err(e) => {
+                    // Show where the child is stuck before killing it.
+                    let _ = Command::new("gdb")
+                        .args(["-p", &child.id().to_string(), "-batch", "-ex", "thread apply all bt 30"])
+                        .stdout(Stdio::inherit())
+                        .status();
                     let _ = child.kill();
                     let status = child.wait().unwrap();
                     panic!("cycle {cycle}: child did not start ({e}, {status})");

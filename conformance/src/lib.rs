@@ -17,13 +17,13 @@ use std::time::Duration;
 
 use annals_core::{
     Direction, Error, EventData, EventId, EventStore, ExpectedVersion, Filter, Metadata, Position,
-    RecordedEvent, StreamId, Uuid, Version, VersionRange,
+    RecordedEvent, Snapshot, SnapshotStore, StreamId, Timestamp, Uuid, Version, VersionRange,
 };
 
 /// Opens stores for the suite.
 pub trait Harness: Send + 'static {
     /// The store under test.
-    type Store: EventStore;
+    type Store: EventStore + SnapshotStore;
     /// Opens a store on fresh, empty storage.
     fn fresh(&mut self) -> impl Future<Output = Self::Store> + Send;
     /// Closes `store` (dropping every handle) and opens it again on the same storage.
@@ -50,6 +50,8 @@ macro_rules! conformance_tests {
                 reopen_persistence,
                 concurrent_exact_races,
                 concurrent_writers_with_subscriber,
+                read_event_by_id,
+                snapshots_replace_and_persist,
             );
         }
     };
@@ -795,4 +797,39 @@ pub async fn concurrent_writers_with_subscriber<H: Harness>(mut h: H) {
             .count();
         assert_eq!(n, per_task);
     }
+}
+
+/// Events can be looked up by id.
+pub async fn read_event_by_id<H: Harness>(mut h: H) {
+    let s = h.fresh().await;
+    let batch = events("E", 3);
+    s.append(&sid("id-1"), ExpectedVersion::Any, batch.clone()).await.unwrap();
+    let e = s.read_event(batch[1].id).await.unwrap().unwrap();
+    assert_eq!((e.position, e.version), (Position(2), Version(2)));
+    assert!(e.same_content(&batch[1]));
+    assert!(s.read_event(EventId::new()).await.unwrap().is_none());
+    let s = h.reopen(s).await;
+    assert_eq!(s.read_event(batch[2].id).await.unwrap().unwrap().position, Position(3));
+}
+
+/// The latest snapshot per stream replaces older ones and survives a reopen.
+pub async fn snapshots_replace_and_persist<H: Harness>(mut h: H) {
+    let s = h.fresh().await;
+    let a = sid("snap-1");
+    assert!(s.load_snapshot(&a).await.unwrap().is_none());
+    let snap = |v: u64| Snapshot {
+        version: Version(v),
+        schema_version: 1,
+        codec: annals_core::CodecId::BINCODE,
+        payload: vec![v as u8; 10],
+        taken_at: Timestamp(v as i64),
+    };
+    s.save_snapshot(&a, snap(10)).await.unwrap();
+    s.save_snapshot(&a, snap(20)).await.unwrap();
+    s.save_snapshot(&sid("snap-2"), snap(5)).await.unwrap();
+    assert_eq!(s.load_snapshot(&a).await.unwrap(), Some(snap(20)));
+    let s = h.reopen(s).await;
+    assert_eq!(s.load_snapshot(&a).await.unwrap(), Some(snap(20)));
+    assert_eq!(s.load_snapshot(&sid("snap-2")).await.unwrap(), Some(snap(5)));
+    assert!(s.load_snapshot(&sid("snap-3")).await.unwrap().is_none());
 }

@@ -115,6 +115,15 @@ impl Error {
         matches!(self, Error::Conflict { .. })
     }
 
+    /// The `Codec` error for an event type that `for_type` does not know.
+    pub fn unknown_event_type(event_type: &str, for_type: &str) -> Self {
+        Error::Codec {
+            action: "decode",
+            event_type: event_type.to_owned(),
+            reason: format!("not an event type of {for_type}"),
+        }
+    }
+
     /// A `Corrupt` error.
     pub fn corrupt(position: Position, reason: impl Into<String>) -> Self {
         Error::Corrupt {

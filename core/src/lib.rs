@@ -19,21 +19,25 @@
 //! # Ok::<(), annals_core::Error>(())
 //! ```
 
+mod aggregate;
 mod codec;
 mod envelope;
 mod error;
 mod expected;
 mod ids;
 mod metadata;
+mod snapshot;
 mod store;
 mod subscription;
 
+pub use aggregate::{Aggregate, Command, DomainEvent};
 pub use codec::CodecId;
 pub use envelope::{EventData, MAX_EVENT_TYPE_LEN, RecordedEvent, Timestamp};
 pub use error::{Error, Result};
 pub use expected::ExpectedVersion;
 pub use ids::{EventId, MAX_STREAM_ID_LEN, Position, StreamId, Version};
 pub use metadata::Metadata;
+pub use snapshot::{Snapshot, SnapshotStore};
 pub use store::{AppendResult, Direction, EventStore, VersionRange};
 pub use subscription::{Filter, Subscription};
 

@@ -8,7 +8,7 @@ use tokio::sync::watch;
 use crate::envelope::{EventData, RecordedEvent};
 use crate::error::Result;
 use crate::expected::ExpectedVersion;
-use crate::ids::{Position, StreamId, Version};
+use crate::ids::{EventId, Position, StreamId, Version};
 use crate::subscription::{Filter, Subscription};
 
 /// The order in which a stream is read.
@@ -134,6 +134,9 @@ pub trait EventStore: Clone + Send + Sync + 'static {
         &self,
         stream: &StreamId,
     ) -> impl Future<Output = Result<Option<Version>>> + Send;
+
+    /// The stored event with id `id`, if any (and visible to readers).
+    fn read_event(&self, id: EventId) -> impl Future<Output = Result<Option<RecordedEvent>>> + Send;
 
     /// The position of the last event readers may see (`Position::NONE` for an empty log).
     fn head_position(&self) -> Position;

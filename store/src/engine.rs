@@ -37,6 +37,8 @@ struct AppendRequest {
 enum Msg {
     Append(AppendRequest),
     Flush(oneshot::Sender<Result<()>>),
+    /// A key outside the log (a snapshot), written with the next group.
+    Put(Vec<u8>, Vec<u8>, oneshot::Sender<Result<()>>),
 }
 
 /// State shared by the handles and the writer thread.
@@ -82,6 +84,7 @@ impl<B: Backend> Clone for Engine<B> {
 
 fn same_error(e: &Error) -> Error {
     match e {
+        Error::Poisoned { reason } => Error::Poisoned { reason: reason.clone() },
         Error::Io(io) => Error::Io(std::io::Error::new(io.kind(), io.to_string())),
         Error::Storage(s) => Error::Storage(s.clone()),
         other => Error::Storage(other.to_string()),
@@ -207,6 +210,36 @@ impl<B: Backend> Engine<B> {
         }
         .instrument(span)
         .await
+    }
+
+    /// Writes a key outside the log (a snapshot) with the next group commit.
+    pub(crate) async fn put(&self, key: Vec<u8>, value: Vec<u8>) -> Result<()> {
+        self.check_poisoned()?;
+        let tx = self.inner.tx.as_ref().ok_or(Error::Closed)?;
+        let (reply, rx) = oneshot::channel();
+        tx.send_async(Msg::Put(key, value, reply)).await.map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Reads a key outside the log.
+    pub(crate) fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.shared().backend.get(key)
+    }
+
+    /// The event with id `id`, if stored and visible.
+    pub(crate) fn read_event(&self, id: EventId) -> Result<Option<RecordedEvent>> {
+        let Some(v) = self.shared().backend.get(&id_key(id))? else {
+            return Ok(None);
+        };
+        let position = format::decode_id_entry(&v, id)?;
+        if position > self.visible() {
+            return Ok(None);
+        }
+        let mut events = self.shared().read_all(position, 1, position)?;
+        match events.pop() {
+            Some(e) if e.id == id => Ok(Some(e)),
+            _ => Err(Error::corrupt(position, format!("id index of {id} points at another event"))),
+        }
     }
 
     /// Flushes and syncs now (useful in `Periodic` mode; a no-op cost in `Durable` mode).
@@ -486,6 +519,7 @@ impl<B: Backend> Writer<B> {
             };
             let mut appends = Vec::new();
             let mut flushes = Vec::new();
+            let mut puts = Vec::new();
             let mut events = 0usize;
             let mut next = Some(msg);
             while let Some(m) = next.take() {
@@ -495,13 +529,14 @@ impl<B: Backend> Writer<B> {
                         appends.push(r);
                     }
                     Msg::Flush(r) => flushes.push(r),
+                    Msg::Put(k, v, r) => puts.push((k, v, r)),
                 }
                 if events < self.shared.config.max_group_events {
                     next = self.rx.try_recv().ok();
                 }
             }
-            if !appends.is_empty() {
-                self.commit(appends);
+            if !appends.is_empty() || !puts.is_empty() {
+                self.commit(appends, puts);
             }
             for reply in flushes {
                 let _ = reply.send(self.sync("flush request"));
@@ -547,7 +582,7 @@ impl<B: Backend> Writer<B> {
         }
     }
 
-    fn commit(&mut self, requests: Vec<AppendRequest>) {
+    fn commit(&mut self, requests: Vec<AppendRequest>, puts: Vec<(Vec<u8>, Vec<u8>, oneshot::Sender<Result<()>>)>) {
         let started = Instant::now();
         let span = tracing::debug_span!(
             "group_commit",
@@ -581,6 +616,11 @@ impl<B: Backend> Writer<B> {
             let result = self.prepare(&r.stream, r.expected, r.events, &mut group);
             replies.push((r.reply, result));
         }
+        let mut put_replies = Vec::with_capacity(puts.len());
+        for (k, v, r) in puts {
+            group.batch.push((k, v));
+            put_replies.push(r);
+        }
         let written = group.next_position.0 - group.first_position.0;
         span.record("events", written);
         if !group.batch.is_empty() {
@@ -599,6 +639,9 @@ impl<B: Backend> Writer<B> {
                 for (reply, result) in replies {
                     let _ = reply.send(result.and(Err(same_error(&e))));
                 }
+                for reply in put_replies {
+                    let _ = reply.send(Err(same_error(&e)));
+                }
                 return;
             }
             if self.heads.len() > HEAD_CACHE_LIMIT {
@@ -613,6 +656,9 @@ impl<B: Backend> Writer<B> {
         }
         for (reply, result) in replies {
             let _ = reply.send(result);
+        }
+        for reply in put_replies {
+            let _ = reply.send(Ok(()));
         }
         tracing::trace!(
             events = written,

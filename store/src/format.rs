@@ -433,6 +433,54 @@ pub fn decode_id_entry(bytes: &[u8], id: EventId) -> Result<Position, Error> {
     Ok(Position(u64::from_le_bytes(p)))
 }
 
+/// The snapshot format written by this build.
+pub const SNAPSHOT_FORMAT_V1: u8 = 1;
+
+/// Encodes a snapshot: `format u8 | version u64 | schema u32 | codec u8 | taken_at i64 |
+/// payload len u32 | payload | crc32 u32` (little endian; the CRC covers everything before it).
+pub fn encode_snapshot(s: &annals_core::Snapshot) -> Vec<u8> {
+    let mut out = Vec::with_capacity(30 + s.payload.len());
+    out.push(SNAPSHOT_FORMAT_V1);
+    out.extend_from_slice(&s.version.0.to_le_bytes());
+    out.extend_from_slice(&s.schema_version.to_le_bytes());
+    out.push(s.codec.0);
+    out.extend_from_slice(&s.taken_at.0.to_le_bytes());
+    out.extend_from_slice(&(s.payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&s.payload);
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// Decodes a snapshot.
+///
+/// # Errors
+/// [`Error::Corrupt`] (at position 0) on a bad length, format or checksum.
+pub fn decode_snapshot(bytes: &[u8]) -> Result<annals_core::Snapshot, Error> {
+    let bad = |reason: &str| Error::corrupt(Position::NONE, format!("snapshot: {reason}"));
+    if bytes.len() < 30 {
+        return Err(bad("truncated"));
+    }
+    let (body, crc) = bytes.split_at(bytes.len() - 4);
+    if crc32fast::hash(body) != u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]) {
+        return Err(bad("checksum mismatch"));
+    }
+    let mut r = Reader { bytes: body, at: 0, position: Position::NONE };
+    if r.u8("format")? != SNAPSHOT_FORMAT_V1 {
+        return Err(bad("unknown format"));
+    }
+    let version = Version(r.u64("version")?);
+    let schema_version = r.u32("schema version")?;
+    let codec = CodecId(r.u8("codec")?);
+    let taken_at = Timestamp(i64::from_le_bytes(r.array("taken_at")?));
+    let len = r.u32("payload length")? as usize;
+    let payload = r.take(len, "payload")?.to_vec();
+    if r.at != body.len() {
+        return Err(bad("trailing bytes"));
+    }
+    Ok(annals_core::Snapshot { version, schema_version, codec, payload, taken_at })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -521,6 +569,25 @@ mod tests {
     }
 
     #[test]
+    fn snapshots_round_trip_and_detect_damage() {
+        let s = annals_core::Snapshot {
+            version: Version(100),
+            schema_version: 2,
+            codec: CodecId::BINCODE,
+            payload: vec![1, 2, 3],
+            taken_at: Timestamp(5),
+        };
+        let bytes = encode_snapshot(&s);
+        assert_eq!(decode_snapshot(&bytes).unwrap(), s);
+        for i in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[i] ^= 4;
+            assert!(decode_snapshot(&bad).is_err());
+            assert!(decode_snapshot(&bytes[..i]).is_err());
+        }
+    }
+
+    #[test]
     fn index_entries_round_trip_and_detect_damage() {
         let e = IndexEntry {
             first_position: Position(42),
@@ -553,6 +620,7 @@ mod tests {
             let _ = decode_record(&bytes, Position(1));
             let _ = IndexEntry::decode(&bytes, "x");
             let _ = decode_id_entry(&bytes, EventId::new());
+            let _ = decode_snapshot(&bytes);
         }
 
         /// Mutated valid chunks never panic and never decode into different events silently.

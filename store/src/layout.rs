@@ -5,6 +5,7 @@
 //! | `e` + first position (u64 BE)         | a chunk of records            |
 //! | `s` + stream + `0x00` + last version (u64 BE) | stream index entry    |
 //! | `i` + event id (16 bytes)             | event-id index entry          |
+//! | `n` + stream                          | the stream's latest snapshot  |
 //! | `m` + name                            | store metadata (`mformat`)    |
 //!
 //! Stream ids never contain control characters, so `0x00` cleanly ends the stream name and
@@ -18,6 +19,8 @@ pub const EVENTS: u8 = b'e';
 pub const STREAMS: u8 = b's';
 /// Prefix byte of event-id index keys.
 pub const IDS: u8 = b'i';
+/// Prefix byte of snapshot keys (`n` + stream).
+pub const SNAPSHOTS: u8 = b'n';
 /// Key of the store format marker.
 pub const FORMAT_KEY: &[u8] = b"mformat";
 /// The store format this build writes and reads.
@@ -67,5 +70,13 @@ pub fn id_key(id: EventId) -> [u8; 17] {
     let mut k = [0u8; 17];
     k[0] = IDS;
     k[1..].copy_from_slice(id.as_bytes());
+    k
+}
+
+/// The key of `stream`'s snapshot.
+pub fn snapshot_key(stream: &StreamId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(stream.as_str().len() + 1);
+    k.push(SNAPSHOTS);
+    k.extend_from_slice(stream.as_str().as_bytes());
     k
 }

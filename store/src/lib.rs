@@ -51,8 +51,8 @@ pub mod layout;
 use std::path::{Path, PathBuf};
 
 use annals_core::{
-    AppendResult, Direction, EventData, EventStore, ExpectedVersion, Position, RecordedEvent,
-    Result, StreamId, Version, VersionRange,
+    AppendResult, Direction, EventData, EventId, EventStore, ExpectedVersion, Position,
+    RecordedEvent, Result, Snapshot, SnapshotStore, StreamId, Version, VersionRange,
 };
 use tokio::sync::watch;
 
@@ -82,6 +82,21 @@ macro_rules! delegate_store {
             }
         }
 
+        impl SnapshotStore for $ty {
+            async fn save_snapshot(&self, stream: &StreamId, snapshot: Snapshot) -> Result<()> {
+                self.engine
+                    .put(layout::snapshot_key(stream), format::encode_snapshot(&snapshot))
+                    .await
+            }
+
+            async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>> {
+                match self.engine.get(&layout::snapshot_key(stream))? {
+                    Some(bytes) => format::decode_snapshot(&bytes).map(Some),
+                    None => Ok(None),
+                }
+            }
+        }
+
         impl EventStore for $ty {
             async fn append(
                 &self,
@@ -108,6 +123,10 @@ macro_rules! delegate_store {
 
             async fn stream_head(&self, stream: &StreamId) -> Result<Option<Version>> {
                 self.engine.stream_head(stream)
+            }
+
+            async fn read_event(&self, id: EventId) -> Result<Option<RecordedEvent>> {
+                self.engine.read_event(id)
             }
 
             fn head_position(&self) -> Position {

@@ -1,0 +1,34 @@
+//! Snapshots: an aggregate's state at a version, so loads need not replay every event.
+
+use std::future::Future;
+
+use crate::codec::CodecId;
+use crate::envelope::Timestamp;
+use crate::error::Result;
+use crate::ids::{StreamId, Version};
+
+/// One stored snapshot of a stream's aggregate.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Snapshot {
+    /// The stream version the state includes (every event up to and including it).
+    pub version: Version,
+    /// The aggregate's own state schema version (`Aggregate::SNAPSHOT_VERSION`).
+    pub schema_version: u32,
+    /// How `payload` is encoded.
+    pub codec: CodecId,
+    /// The encoded state.
+    pub payload: Vec<u8>,
+    /// When it was taken.
+    pub taken_at: Timestamp,
+}
+
+/// Where snapshots live: one (the latest) per stream. Snapshots are a cache: losing one only
+/// costs a longer replay, so stores may write them without their own sync.
+pub trait SnapshotStore: Clone + Send + Sync + 'static {
+    /// Stores `snapshot` as the latest of `stream`, replacing an older one.
+    fn save_snapshot(&self, stream: &StreamId, snapshot: Snapshot) -> impl Future<Output = Result<()>> + Send;
+
+    /// The latest snapshot of `stream`. A damaged snapshot is an error; callers fall back to
+    /// a full replay.
+    fn load_snapshot(&self, stream: &StreamId) -> impl Future<Output = Result<Option<Snapshot>>> + Send;
+}

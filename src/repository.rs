@@ -1,0 +1,554 @@
+//! The [`Repository`]: loads aggregates (latest, at a version, as of a time), executes
+//! commands with optimistic concurrency and retries, takes snapshots.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use annals_core::{
+    Aggregate, AppendResult, CodecId, Command, Direction, DomainEvent, Error, EventData, EventId,
+    EventStore, ExpectedVersion, Metadata, Position, RecordedEvent, Snapshot, SnapshotStore,
+    StreamId, Timestamp, Uuid, Version, VersionRange,
+};
+use tracing::Instrument;
+
+use crate::upcast::Upcasters;
+
+/// What went wrong executing a command or loading an aggregate. Domain errors (the
+/// aggregate's own `Error`) are kept apart from store and decoding errors.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RepositoryError<E> {
+    /// The aggregate rejected the command. Nothing was appended; show it to the user.
+    #[error("command rejected: {0}")]
+    Domain(E),
+    /// The store failed, or the stream kept changing under the command after every retry
+    /// ([`Error::Conflict`]), or a stored event could not be decoded ([`Error::Codec`]).
+    #[error(transparent)]
+    Store(#[from] Error),
+}
+
+/// Metadata of one command execution: ids for idempotency and tracing, and free headers.
+#[derive(Clone, Debug, Default)]
+pub struct CommandContext {
+    /// The command's id. Executing a command with an id already executed returns the first
+    /// result and appends nothing.
+    pub command_id: Option<Uuid>,
+    /// Correlation id for every event (defaults to the command id).
+    pub correlation_id: Option<Uuid>,
+    /// Causation id for every event (defaults to the command id).
+    pub causation_id: Option<Uuid>,
+    /// Headers copied into every event's metadata.
+    pub headers: BTreeMap<String, String>,
+}
+
+impl CommandContext {
+    /// An empty context.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the command id.
+    pub fn with_command_id(mut self, id: Uuid) -> Self {
+        self.command_id = Some(id);
+        self
+    }
+
+    /// Sets the correlation id.
+    pub fn with_correlation_id(mut self, id: Uuid) -> Self {
+        self.correlation_id = Some(id);
+        self
+    }
+
+    /// Sets the causation id.
+    pub fn with_causation_id(mut self, id: Uuid) -> Self {
+        self.causation_id = Some(id);
+        self
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.insert(key.into(), value.into());
+        self
+    }
+
+    fn metadata(&self) -> Metadata {
+        Metadata {
+            correlation_id: self.correlation_id.or(self.command_id),
+            causation_id: self.causation_id.or(self.command_id),
+            headers: self.headers.clone(),
+        }
+    }
+}
+
+/// The id of the `index`-th event of the command `command_id`: deterministic, so a retried
+/// command produces the same ids and the store's idempotent append stores nothing twice.
+pub fn event_id_for(command_id: Uuid, index: usize) -> EventId {
+    EventId::from_uuid(Uuid::new_v5(&command_id, format!("annals-event-{index}").as_bytes()))
+}
+
+/// The outcome of [`Repository::execute`].
+#[derive(Clone, Debug)]
+pub struct Executed<E> {
+    /// The events the command caused (empty when it caused none).
+    pub events: Vec<E>,
+    /// Where they were stored; `None` when there were none.
+    pub append: Option<AppendResult>,
+    /// The aggregate's version after the command.
+    pub version: Version,
+    /// True when the command id had been executed before and this is its first result.
+    pub replayed: bool,
+}
+
+/// One event of an aggregate's history.
+#[derive(Clone, Debug)]
+pub struct HistoryEntry<E> {
+    /// Version in the stream.
+    pub version: Version,
+    /// Position in the global log.
+    pub position: Position,
+    /// When it was committed.
+    pub recorded_at: Timestamp,
+    /// Its id.
+    pub id: EventId,
+    /// Its type name.
+    pub event_type: String,
+    /// Correlation, causation and headers.
+    pub metadata: Metadata,
+    /// The decoded (and upcast) event.
+    pub event: E,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Loads and changes aggregates of type `A` in store `S`.
+///
+/// * `load(id)`: the latest snapshot plus the events after it (recently used aggregates are
+///   kept in memory and caught up from their cached version);
+/// * `load_at(id, version)` and `load_as_of(id, time)`: time travel;
+/// * `execute(id, command, context)`: load, decide, append with `Exact(version)`; on a
+///   conflict, retry on fresh state (3 times by default).
+///
+/// Cheap to clone; clones share the cache.
+pub struct Repository<A: Aggregate, S> {
+    store: S,
+    services: Arc<A::Services>,
+    upcasters: Arc<Upcasters>,
+    snapshot_every: u64,
+    retries: usize,
+    cache_capacity: usize,
+    cache: Arc<Mutex<HashMap<StreamId, (A, Version)>>>,
+}
+
+impl<A: Aggregate, S: Clone> Clone for Repository<A, S> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            services: Arc::clone(&self.services),
+            upcasters: Arc::clone(&self.upcasters),
+            snapshot_every: self.snapshot_every,
+            retries: self.retries,
+            cache_capacity: self.cache_capacity,
+            cache: Arc::clone(&self.cache),
+        }
+    }
+}
+
+impl<A, S> Repository<A, S>
+where
+    A: Aggregate,
+    A::Services: Default,
+    S: EventStore + SnapshotStore,
+{
+    /// A repository over `store` with default services.
+    pub fn new(store: S) -> Self {
+        Self::with_services(store, A::Services::default())
+    }
+}
+
+type Res<T, A> = Result<T, RepositoryError<<A as Aggregate>::Error>>;
+
+impl<A, S> Repository<A, S>
+where
+    A: Aggregate,
+    S: EventStore + SnapshotStore,
+{
+    /// A repository over `store` whose aggregates consult `services` when deciding.
+    pub fn with_services(store: S, services: A::Services) -> Self {
+        Self {
+            store,
+            services: Arc::new(services),
+            upcasters: Arc::new(Upcasters::new()),
+            snapshot_every: 0,
+            retries: 3,
+            cache_capacity: 10_000,
+            cache: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// Takes a snapshot whenever an append crosses a multiple of `n` events (0 = never).
+    pub fn snapshot_every(mut self, n: u64) -> Self {
+        self.snapshot_every = n;
+        self
+    }
+
+    /// How many times `execute` retries on a conflict (default 3).
+    pub fn retries(mut self, n: usize) -> Self {
+        self.retries = n;
+        self
+    }
+
+    /// How many aggregates to keep in memory (default 10,000; 0 = no cache).
+    pub fn cache_capacity(mut self, n: usize) -> Self {
+        self.cache_capacity = n;
+        self
+    }
+
+    /// Upcasters applied to every event read.
+    pub fn upcasters(mut self, upcasters: Upcasters) -> Self {
+        self.upcasters = Arc::new(upcasters);
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The stream of aggregate `id`: `<A::TYPE>-<id>`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidStreamId`] for an id that makes no valid stream name.
+    pub fn stream_id(&self, id: &str) -> Result<StreamId, Error> {
+        StreamId::for_aggregate(A::TYPE, id)
+    }
+
+    fn decode(&self, e: &RecordedEvent) -> Result<A::Event, Error> {
+        self.upcasters.decode(e)
+    }
+
+    fn cached(&self, stream: &StreamId) -> Option<(A, Version)> {
+        if self.cache_capacity == 0 {
+            return None;
+        }
+        lock(&self.cache).get(stream).cloned()
+    }
+
+    fn remember(&self, stream: &StreamId, state: &A, version: Version) {
+        if self.cache_capacity == 0 {
+            return;
+        }
+        let mut cache = lock(&self.cache);
+        if cache.len() >= self.cache_capacity && !cache.contains_key(stream) {
+            if let Some(victim) = cache.keys().next().cloned() {
+                cache.remove(&victim);
+            }
+        }
+        match cache.get(stream) {
+            Some((_, v)) if *v > version => {}
+            _ => {
+                cache.insert(stream.clone(), (state.clone(), version));
+            }
+        }
+    }
+
+    fn forget(&self, stream: &StreamId) {
+        lock(&self.cache).remove(stream);
+    }
+
+    /// Folds the events of `stream` in `range` into `state`; stops at `until` (a time) when
+    /// given. Returns the version reached.
+    async fn fold(
+        &self,
+        stream: &StreamId,
+        state: &mut A,
+        mut version: Version,
+        end: Version,
+        until: Option<Timestamp>,
+    ) -> Result<Version, Error> {
+        const PAGE: usize = 4096;
+        loop {
+            if version >= end {
+                return Ok(version);
+            }
+            let range = VersionRange::new(version.next(), end);
+            let page = self.store.read_stream(stream, range, Direction::Forward, PAGE).await?;
+            let n = page.len();
+            for e in &page {
+                if until.is_some_and(|t| e.recorded_at > t) {
+                    return Ok(version);
+                }
+                state.apply(&self.decode(e)?);
+                version = e.version;
+            }
+            if n < PAGE {
+                return Ok(version);
+            }
+        }
+    }
+
+    /// The stream's snapshot, if usable for a state at or before `max_version`.
+    async fn snapshot(&self, stream: &StreamId, max_version: Version) -> Option<(A, Version)> {
+        let snap = match self.store.load_snapshot(stream).await {
+            Ok(Some(s)) => s,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::warn!(%stream, error = %e, "ignoring unreadable snapshot; replaying");
+                return None;
+            }
+        };
+        if snap.schema_version != A::SNAPSHOT_VERSION {
+            tracing::warn!(
+                %stream,
+                stored = snap.schema_version,
+                current = A::SNAPSHOT_VERSION,
+                "ignoring snapshot of another schema version; replaying"
+            );
+            return None;
+        }
+        if snap.version > max_version {
+            return None;
+        }
+        match snap.codec.decode::<A>(A::TYPE, &snap.payload) {
+            Ok(state) => Some((state, snap.version)),
+            Err(e) => {
+                tracing::warn!(%stream, error = %e, "ignoring undecodable snapshot; replaying");
+                None
+            }
+        }
+    }
+
+    /// Rebuilds from storage: snapshot (if allowed) plus events up to `end`.
+    async fn rebuild(&self, stream: &StreamId, end: Version, use_snapshot: bool) -> Result<(A, Version), Error> {
+        let (mut state, version) = match use_snapshot {
+            true => self.snapshot(stream, end).await.unwrap_or_default(),
+            false => (A::default(), Version::NONE),
+        };
+        let version = self.fold(stream, &mut state, version, end, None).await?;
+        Ok((state, version))
+    }
+
+    /// The aggregate's current state and version ([`Version::NONE`] if it has no events).
+    ///
+    /// # Errors
+    /// Store errors, or an event that cannot be decoded (even after upcasting).
+    pub async fn load(&self, id: &str) -> Res<(A, Version), A> {
+        let stream = self.stream_id(id)?;
+        self.load_stream(&stream).await.map_err(Into::into)
+    }
+
+    async fn load_stream(&self, stream: &StreamId) -> Result<(A, Version), Error> {
+        let span = tracing::debug_span!("load", %stream);
+        async move {
+            let (state, version) = match self.cached(stream) {
+                Some((mut state, v)) => {
+                    let version = self.fold(stream, &mut state, v, Version::MAX, None).await?;
+                    (state, version)
+                }
+                None => self.rebuild(stream, Version::MAX, true).await?,
+            };
+            self.remember(stream, &state, version);
+            Ok((state, version))
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// The aggregate as it was at `version` (or at its last version, if lower).
+    ///
+    /// # Errors
+    /// As [`Repository::load`].
+    pub async fn load_at(&self, id: &str, version: Version) -> Res<(A, Version), A> {
+        let stream = self.stream_id(id)?;
+        Ok(self.rebuild(&stream, version, true).await?)
+    }
+
+    /// The aggregate as it was at time `at`: every event recorded at or before it.
+    ///
+    /// # Errors
+    /// As [`Repository::load`].
+    pub async fn load_as_of(&self, id: &str, at: Timestamp) -> Res<(A, Version), A> {
+        let stream = self.stream_id(id)?;
+        let mut state = A::default();
+        let version = self.fold(&stream, &mut state, Version::NONE, Version::MAX, Some(at)).await?;
+        Ok((state, version))
+    }
+
+    /// Every event of the aggregate, decoded, with versions, positions, times and metadata.
+    ///
+    /// # Errors
+    /// As [`Repository::load`].
+    pub async fn history(&self, id: &str) -> Res<Vec<HistoryEntry<A::Event>>, A> {
+        let stream = self.stream_id(id)?;
+        let events = self
+            .store
+            .read_stream(&stream, VersionRange::ALL, Direction::Forward, usize::MAX)
+            .await?;
+        let mut out = Vec::with_capacity(events.len());
+        for e in events {
+            let event = self.decode(&e)?;
+            out.push(HistoryEntry {
+                version: e.version,
+                position: e.position,
+                recorded_at: e.recorded_at,
+                id: e.id,
+                event_type: e.event_type,
+                metadata: e.metadata,
+                event,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Executes `command` on aggregate `id`: load, decide, append with `Exact(version)`,
+    /// retrying on fresh state after a conflict.
+    ///
+    /// # Errors
+    /// [`RepositoryError::Domain`] when the aggregate rejects the command;
+    /// [`RepositoryError::Store`] with [`Error::Conflict`] when every retry conflicted, or
+    /// any other store error.
+    pub async fn execute(&self, id: &str, command: &A::Command, ctx: &CommandContext) -> Res<Executed<A::Event>, A> {
+        let stream = self.stream_id(id)?;
+        let span = tracing::debug_span!("execute", %stream, aggregate = A::TYPE);
+        self.execute_on(&stream, command, ctx).instrument(span).await
+    }
+
+    /// [`Repository::execute`] on the aggregate the command names.
+    ///
+    /// # Errors
+    /// As [`Repository::execute`].
+    pub async fn execute_command(&self, command: &A::Command, ctx: &CommandContext) -> Res<Executed<A::Event>, A>
+    where
+        A::Command: Command,
+    {
+        self.execute(&command.aggregate_id(), command, ctx).await
+    }
+
+    async fn execute_on(&self, stream: &StreamId, command: &A::Command, ctx: &CommandContext) -> Res<Executed<A::Event>, A> {
+        if let Some(cid) = ctx.command_id {
+            if let Some(done) = self.already_executed(stream, cid).await? {
+                return Ok(done);
+            }
+        }
+        let metadata = ctx.metadata();
+        let mut attempt = 0;
+        loop {
+            // The cached state is used optimistically: `Exact(version)` validates it.
+            let (mut state, version) = match self.cached(stream) {
+                Some(hit) => hit,
+                None => self.load_stream(stream).await?,
+            };
+            let events = state.handle(command, &self.services).map_err(RepositoryError::Domain)?;
+            if events.is_empty() {
+                return Ok(Executed { events, append: None, version, replayed: false });
+            }
+            let mut data = Vec::with_capacity(events.len());
+            for (i, e) in events.iter().enumerate() {
+                let mut d: EventData = e.to_event_data()?.with_metadata(metadata.clone());
+                if let Some(cid) = ctx.command_id {
+                    d.id = event_id_for(cid, i);
+                }
+                data.push(d);
+            }
+            match self.store.append(stream, ExpectedVersion::Exact(version), data).await {
+                Ok(r) => {
+                    for e in &events {
+                        state.apply(e);
+                    }
+                    self.remember(stream, &state, r.last_version);
+                    self.maybe_snapshot(stream, &state, version, r.last_version).await;
+                    return Ok(Executed { events, append: Some(r), version: r.last_version, replayed: false });
+                }
+                Err(Error::Conflict { .. }) if attempt < self.retries => {
+                    attempt += 1;
+                    self.forget(stream);
+                    tracing::debug!(%stream, attempt, "conflict; retrying on fresh state");
+                }
+                Err(e) => {
+                    self.forget(stream);
+                    return Err(e.into());
+                }
+            }
+        }
+    }
+
+    /// The first result of command `cid` if it was executed before.
+    async fn already_executed(&self, stream: &StreamId, cid: Uuid) -> Res<Option<Executed<A::Event>>, A> {
+        let Some(first) = self.store.read_event(event_id_for(cid, 0)).await? else {
+            return Ok(None);
+        };
+        if first.stream != *stream {
+            return Err(Error::DuplicateEventId { id: first.id, position: first.position }.into());
+        }
+        let later = self
+            .store
+            .read_stream(stream, VersionRange::new(first.version, Version::MAX), Direction::Forward, 1024)
+            .await?;
+        let mine: Vec<&RecordedEvent> = later
+            .iter()
+            .enumerate()
+            .take_while(|(i, e)| e.id == event_id_for(cid, *i))
+            .map(|(_, e)| e)
+            .collect();
+        let mut events = Vec::with_capacity(mine.len());
+        for e in &mine {
+            events.push(self.decode(e)?);
+        }
+        let (Some(a), Some(b)) = (mine.first(), mine.last()) else {
+            return Ok(None);
+        };
+        let append = AppendResult {
+            first_version: a.version,
+            last_version: b.version,
+            first_position: a.position,
+            last_position: b.position,
+        };
+        Ok(Some(Executed { events, append: Some(append), version: b.version, replayed: true }))
+    }
+
+    /// Snapshots `state` (which includes exactly the events up to `to`) when the append from
+    /// `from` to `to` crossed a multiple of the snapshot interval.
+    async fn maybe_snapshot(&self, stream: &StreamId, state: &A, from: Version, to: Version) {
+        let n = self.snapshot_every;
+        if n == 0 || from.0 / n == to.0 / n {
+            return;
+        }
+        let payload = match CodecId::BINCODE.encode(A::TYPE, state) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(%stream, error = %e, "cannot encode snapshot");
+                return;
+            }
+        };
+        let snapshot = Snapshot {
+            version: to,
+            schema_version: A::SNAPSHOT_VERSION,
+            codec: CodecId::BINCODE,
+            payload,
+            taken_at: Timestamp::now(),
+        };
+        if let Err(e) = self.store.save_snapshot(stream, snapshot).await {
+            tracing::warn!(%stream, error = %e, "cannot save snapshot");
+        }
+    }
+
+    /// Takes a snapshot of the aggregate's current state now.
+    ///
+    /// # Errors
+    /// As [`Repository::load`], or the store's error saving it.
+    pub async fn snapshot_now(&self, id: &str) -> Res<Version, A> {
+        let stream = self.stream_id(id)?;
+        let (state, version) = self.load_stream(&stream).await?;
+        let payload = CodecId::BINCODE.encode(A::TYPE, &state)?;
+        let snapshot = Snapshot {
+            version,
+            schema_version: A::SNAPSHOT_VERSION,
+            codec: CodecId::BINCODE,
+            payload,
+            taken_at: Timestamp::now(),
+        };
+        self.store.save_snapshot(&stream, snapshot).await?;
+        Ok(version)
+    }
+}
