@@ -83,7 +83,10 @@ impl CommandContext {
 /// The id of the `index`-th event of the command `command_id`: deterministic, so a retried
 /// command produces the same ids and the store's idempotent append stores nothing twice.
 pub fn event_id_for(command_id: Uuid, index: usize) -> EventId {
-    EventId::from_uuid(Uuid::new_v5(&command_id, format!("annals-event-{index}").as_bytes()))
+    EventId::from_uuid(Uuid::new_v5(
+        &command_id,
+        format!("annals-event-{index}").as_bytes(),
+    ))
 }
 
 /// The outcome of [`Repository::execute`].
@@ -273,7 +276,10 @@ where
                 return Ok(version);
             }
             let range = VersionRange::new(version.next(), end);
-            let page = self.store.read_stream(stream, range, Direction::Forward, PAGE).await?;
+            let page = self
+                .store
+                .read_stream(stream, range, Direction::Forward, PAGE)
+                .await?;
             let n = page.len();
             for e in &page {
                 if until.is_some_and(|t| e.recorded_at > t) {
@@ -320,7 +326,12 @@ where
     }
 
     /// Rebuilds from storage: snapshot (if allowed) plus events up to `end`.
-    async fn rebuild(&self, stream: &StreamId, end: Version, use_snapshot: bool) -> Result<(A, Version), Error> {
+    async fn rebuild(
+        &self,
+        stream: &StreamId,
+        end: Version,
+        use_snapshot: bool,
+    ) -> Result<(A, Version), Error> {
         let (mut state, version) = match use_snapshot {
             true => self.snapshot(stream, end).await.unwrap_or_default(),
             false => (A::default(), Version::NONE),
@@ -371,7 +382,9 @@ where
     pub async fn load_as_of(&self, id: &str, at: Timestamp) -> Res<(A, Version), A> {
         let stream = self.stream_id(id)?;
         let mut state = A::default();
-        let version = self.fold(&stream, &mut state, Version::NONE, Version::MAX, Some(at)).await?;
+        let version = self
+            .fold(&stream, &mut state, Version::NONE, Version::MAX, Some(at))
+            .await?;
         Ok((state, version))
     }
 
@@ -408,24 +421,40 @@ where
     /// [`RepositoryError::Domain`] when the aggregate rejects the command;
     /// [`RepositoryError::Store`] with [`Error::Conflict`] when every retry conflicted, or
     /// any other store error.
-    pub async fn execute(&self, id: &str, command: &A::Command, ctx: &CommandContext) -> Res<Executed<A::Event>, A> {
+    pub async fn execute(
+        &self,
+        id: &str,
+        command: &A::Command,
+        ctx: &CommandContext,
+    ) -> Res<Executed<A::Event>, A> {
         let stream = self.stream_id(id)?;
         let span = tracing::debug_span!("execute", %stream, aggregate = A::TYPE);
-        self.execute_on(&stream, command, ctx).instrument(span).await
+        self.execute_on(&stream, command, ctx)
+            .instrument(span)
+            .await
     }
 
     /// [`Repository::execute`] on the aggregate the command names.
     ///
     /// # Errors
     /// As [`Repository::execute`].
-    pub async fn execute_command(&self, command: &A::Command, ctx: &CommandContext) -> Res<Executed<A::Event>, A>
+    pub async fn execute_command(
+        &self,
+        command: &A::Command,
+        ctx: &CommandContext,
+    ) -> Res<Executed<A::Event>, A>
     where
         A::Command: Command,
     {
         self.execute(&command.aggregate_id(), command, ctx).await
     }
 
-    async fn execute_on(&self, stream: &StreamId, command: &A::Command, ctx: &CommandContext) -> Res<Executed<A::Event>, A> {
+    async fn execute_on(
+        &self,
+        stream: &StreamId,
+        command: &A::Command,
+        ctx: &CommandContext,
+    ) -> Res<Executed<A::Event>, A> {
         if let Some(cid) = ctx.command_id {
             if let Some(done) = self.already_executed(stream, cid).await? {
                 return Ok(done);
@@ -439,9 +468,16 @@ where
                 Some(hit) => hit,
                 None => self.load_stream(stream).await?,
             };
-            let events = state.handle(command, &self.services).map_err(RepositoryError::Domain)?;
+            let events = state
+                .handle(command, &self.services)
+                .map_err(RepositoryError::Domain)?;
             if events.is_empty() {
-                return Ok(Executed { events, append: None, version, replayed: false });
+                return Ok(Executed {
+                    events,
+                    append: None,
+                    version,
+                    replayed: false,
+                });
             }
             let mut data = Vec::with_capacity(events.len());
             for (i, e) in events.iter().enumerate() {
@@ -451,14 +487,24 @@ where
                 }
                 data.push(d);
             }
-            match self.store.append(stream, ExpectedVersion::Exact(version), data).await {
+            match self
+                .store
+                .append(stream, ExpectedVersion::Exact(version), data)
+                .await
+            {
                 Ok(r) => {
                     for e in &events {
                         state.apply(e);
                     }
                     self.remember(stream, &state, r.last_version);
-                    self.maybe_snapshot(stream, &state, version, r.last_version).await;
-                    return Ok(Executed { events, append: Some(r), version: r.last_version, replayed: false });
+                    self.maybe_snapshot(stream, &state, version, r.last_version)
+                        .await;
+                    return Ok(Executed {
+                        events,
+                        append: Some(r),
+                        version: r.last_version,
+                        replayed: false,
+                    });
                 }
                 Err(Error::Conflict { .. }) if attempt < self.retries => {
                     attempt += 1;
@@ -474,16 +520,29 @@ where
     }
 
     /// The first result of command `cid` if it was executed before.
-    async fn already_executed(&self, stream: &StreamId, cid: Uuid) -> Res<Option<Executed<A::Event>>, A> {
+    async fn already_executed(
+        &self,
+        stream: &StreamId,
+        cid: Uuid,
+    ) -> Res<Option<Executed<A::Event>>, A> {
         let Some(first) = self.store.read_event(event_id_for(cid, 0)).await? else {
             return Ok(None);
         };
         if first.stream != *stream {
-            return Err(Error::DuplicateEventId { id: first.id, position: first.position }.into());
+            return Err(Error::DuplicateEventId {
+                id: first.id,
+                position: first.position,
+            }
+            .into());
         }
         let later = self
             .store
-            .read_stream(stream, VersionRange::new(first.version, Version::MAX), Direction::Forward, 1024)
+            .read_stream(
+                stream,
+                VersionRange::new(first.version, Version::MAX),
+                Direction::Forward,
+                1024,
+            )
             .await?;
         let mine: Vec<&RecordedEvent> = later
             .iter()
@@ -504,7 +563,12 @@ where
             first_position: a.position,
             last_position: b.position,
         };
-        Ok(Some(Executed { events, append: Some(append), version: b.version, replayed: true }))
+        Ok(Some(Executed {
+            events,
+            append: Some(append),
+            version: b.version,
+            replayed: true,
+        }))
     }
 
     /// Snapshots `state` (which includes exactly the events up to `to`) when the append from

@@ -26,7 +26,10 @@ where
 }
 
 /// Starts a scenario with explicit services.
-pub fn given_with<A: Aggregate>(services: A::Services, events: impl IntoIterator<Item = A::Event>) -> Given<A> {
+pub fn given_with<A: Aggregate>(
+    services: A::Services,
+    events: impl IntoIterator<Item = A::Event>,
+) -> Given<A> {
     let mut state = A::default();
     for e in events {
         check_round_trip(&e);
@@ -41,10 +44,18 @@ fn check_round_trip<E: DomainEvent>(event: &E) {
     let bytes = event
         .encode_payload(codec)
         .unwrap_or_else(|e| panic!("event {} does not encode: {e}", event.event_type()));
-    let back = E::decode_payload(event.event_type(), codec, &bytes)
-        .unwrap_or_else(|e| panic!("event {} does not decode from its own payload: {e}", event.event_type()));
+    let back = E::decode_payload(event.event_type(), codec, &bytes).unwrap_or_else(|e| {
+        panic!(
+            "event {} does not decode from its own payload: {e}",
+            event.event_type()
+        )
+    });
     let again = back.encode_payload(codec).unwrap_or_default();
-    assert!(again == bytes, "event {} changes when stored and read back", event.event_type());
+    assert!(
+        again == bytes,
+        "event {} changes when stored and read back",
+        event.event_type()
+    );
 }
 
 /// A scenario's starting state.
@@ -65,7 +76,10 @@ impl<A: Aggregate> Given<A> {
         if let Ok(events) = &result {
             events.iter().for_each(check_round_trip);
         }
-        When { state: self.state, result }
+        When {
+            state: self.state,
+            result,
+        }
     }
 }
 
@@ -84,7 +98,10 @@ impl<A: Aggregate> When<A> {
         let expected: Vec<A::Event> = expected.into_iter().collect();
         match self.result {
             Ok(events) => {
-                assert!(events == expected, "expected events\n  {expected:?}\nbut got\n  {events:?}");
+                assert!(
+                    events == expected,
+                    "expected events\n  {expected:?}\nbut got\n  {events:?}"
+                );
                 let mut state = self.state;
                 for e in &events {
                     state.apply(e);
@@ -113,7 +130,10 @@ impl<A: Aggregate> When<A> {
         A::Event: Debug,
     {
         match self.result {
-            Err(e) => assert!(check(&e), "the command was rejected with an unexpected error: {e}"),
+            Err(e) => assert!(
+                check(&e),
+                "the command was rejected with an unexpected error: {e}"
+            ),
             Ok(events) => panic!("expected an error but the command produced {events:?}"),
         }
     }

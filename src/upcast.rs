@@ -67,7 +67,8 @@ impl Upcasters {
     where
         F: Fn(CodecId, &[u8]) -> Result<Vec<u8>, Error> + Send + Sync + 'static,
     {
-        self.steps.insert((event_type.to_owned(), from_version), Arc::new(f));
+        self.steps
+            .insert((event_type.to_owned(), from_version), Arc::new(f));
         self
     }
 
@@ -111,7 +112,10 @@ impl Upcasters {
     /// [`Error::Codec`] for unknown event types, missing upcasters or undecodable payloads.
     pub fn decode<E: DomainEvent>(&self, event: &RecordedEvent) -> Result<E, Error> {
         let Some(current) = E::current_schema_version(&event.event_type) else {
-            return Err(Error::unknown_event_type(&event.event_type, std::any::type_name::<E>()));
+            return Err(Error::unknown_event_type(
+                &event.event_type,
+                std::any::type_name::<E>(),
+            ));
         };
         if event.schema_version == current {
             return E::decode_payload(&event.event_type, event.codec, &event.payload);

@@ -42,7 +42,8 @@ fn crash_child() {
                 out.flush().unwrap();
             }
         });
-        println!("READY");
+        // Through the printer thread: it holds the stdout lock while it waits.
+        tx.send("READY".to_string()).unwrap();
         let mut tasks = Vec::new();
         for t in 0..8u64 {
             let store = store.clone();
@@ -203,7 +204,13 @@ fn kill_nine_loses_no_acked_event() {
                 Err(e) => {
                     // Show where the child is stuck before killing it.
                     let _ = Command::new("gdb")
-                        .args(["-p", &child.id().to_string(), "-batch", "-ex", "thread apply all bt 30"])
+                        .args([
+                            "-p",
+                            &child.id().to_string(),
+                            "-batch",
+                            "-ex",
+                            "thread apply all bt 30",
+                        ])
                         .stdout(Stdio::inherit())
                         .status();
                     let _ = child.kill();

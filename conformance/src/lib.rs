@@ -803,13 +803,18 @@ pub async fn concurrent_writers_with_subscriber<H: Harness>(mut h: H) {
 pub async fn read_event_by_id<H: Harness>(mut h: H) {
     let s = h.fresh().await;
     let batch = events("E", 3);
-    s.append(&sid("id-1"), ExpectedVersion::Any, batch.clone()).await.unwrap();
+    s.append(&sid("id-1"), ExpectedVersion::Any, batch.clone())
+        .await
+        .unwrap();
     let e = s.read_event(batch[1].id).await.unwrap().unwrap();
     assert_eq!((e.position, e.version), (Position(2), Version(2)));
     assert!(e.same_content(&batch[1]));
     assert!(s.read_event(EventId::new()).await.unwrap().is_none());
     let s = h.reopen(s).await;
-    assert_eq!(s.read_event(batch[2].id).await.unwrap().unwrap().position, Position(3));
+    assert_eq!(
+        s.read_event(batch[2].id).await.unwrap().unwrap().position,
+        Position(3)
+    );
 }
 
 /// The latest snapshot per stream replaces older ones and survives a reopen.
@@ -830,6 +835,9 @@ pub async fn snapshots_replace_and_persist<H: Harness>(mut h: H) {
     assert_eq!(s.load_snapshot(&a).await.unwrap(), Some(snap(20)));
     let s = h.reopen(s).await;
     assert_eq!(s.load_snapshot(&a).await.unwrap(), Some(snap(20)));
-    assert_eq!(s.load_snapshot(&sid("snap-2")).await.unwrap(), Some(snap(5)));
+    assert_eq!(
+        s.load_snapshot(&sid("snap-2")).await.unwrap(),
+        Some(snap(5))
+    );
     assert!(s.load_snapshot(&sid("snap-3")).await.unwrap().is_none());
 }

@@ -38,7 +38,10 @@ pub trait DomainEvent: Sized + Send + Sync + 'static {
 
     /// The schema version this build writes for `event_type`, if it is one of this type's.
     fn current_schema_version(event_type: &str) -> Option<u32> {
-        Self::event_types().iter().find(|(t, _)| *t == event_type).map(|(_, v)| *v)
+        Self::event_types()
+            .iter()
+            .find(|(t, _)| *t == event_type)
+            .map(|(_, v)| *v)
     }
 
     /// The event as [`EventData`] with the default codec and a fresh id.
@@ -47,8 +50,10 @@ pub trait DomainEvent: Sized + Send + Sync + 'static {
     /// [`Error::Codec`] when serde fails.
     fn to_event_data(&self) -> Result<EventData, Error> {
         let codec = CodecId::default();
-        Ok(EventData::from_bytes(self.event_type(), codec, self.encode_payload(codec)?)
-            .with_schema_version(self.schema_version()))
+        Ok(
+            EventData::from_bytes(self.event_type(), codec, self.encode_payload(codec)?)
+                .with_schema_version(self.schema_version()),
+        )
     }
 }
 
@@ -64,7 +69,9 @@ pub trait Command: Send + Sync {
 /// `handle` is pure and synchronous: it looks at the current state and returns the events
 /// the command causes (or a domain error); `apply` folds one event into the state and must not
 /// fail. State is serializable so that it can be snapshotted.
-pub trait Aggregate: Default + Clone + Serialize + DeserializeOwned + Send + Sync + 'static {
+pub trait Aggregate:
+    Default + Clone + Serialize + DeserializeOwned + Send + Sync + 'static
+{
     /// The aggregate type name: the prefix of its streams (`<TYPE>-<id>`).
     const TYPE: &'static str;
 
@@ -85,7 +92,11 @@ pub trait Aggregate: Default + Clone + Serialize + DeserializeOwned + Send + Syn
     ///
     /// # Errors
     /// The domain rule the command broke.
-    fn handle(&self, command: &Self::Command, services: &Self::Services) -> Result<Vec<Self::Event>, Self::Error>;
+    fn handle(
+        &self,
+        command: &Self::Command,
+        services: &Self::Services,
+    ) -> Result<Vec<Self::Event>, Self::Error>;
 
     /// Folds one event into the state.
     fn apply(&mut self, event: &Self::Event);

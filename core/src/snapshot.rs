@@ -26,9 +26,16 @@ pub struct Snapshot {
 /// costs a longer replay, so stores may write them without their own sync.
 pub trait SnapshotStore: Clone + Send + Sync + 'static {
     /// Stores `snapshot` as the latest of `stream`, replacing an older one.
-    fn save_snapshot(&self, stream: &StreamId, snapshot: Snapshot) -> impl Future<Output = Result<()>> + Send;
+    fn save_snapshot(
+        &self,
+        stream: &StreamId,
+        snapshot: Snapshot,
+    ) -> impl Future<Output = Result<()>> + Send;
 
     /// The latest snapshot of `stream`. A damaged snapshot is an error; callers fall back to
     /// a full replay.
-    fn load_snapshot(&self, stream: &StreamId) -> impl Future<Output = Result<Option<Snapshot>>> + Send;
+    fn load_snapshot(
+        &self,
+        stream: &StreamId,
+    ) -> impl Future<Output = Result<Option<Snapshot>>> + Send;
 }

@@ -136,7 +136,8 @@ pub trait EventStore: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<Version>>> + Send;
 
     /// The stored event with id `id`, if any (and visible to readers).
-    fn read_event(&self, id: EventId) -> impl Future<Output = Result<Option<RecordedEvent>>> + Send;
+    fn read_event(&self, id: EventId)
+    -> impl Future<Output = Result<Option<RecordedEvent>>> + Send;
 
     /// The position of the last event readers may see (`Position::NONE` for an empty log).
     fn head_position(&self) -> Position;

@@ -21,10 +21,10 @@ fn parse_shape(variant: Option<Ident>, span: Span, fields: &Fields, errors: &mut
     let mut ids = Vec::new();
     for (i, field) in fields.iter().enumerate() {
         for attr in field.attrs.iter().filter(|a| a.path().is_ident("command")) {
-            let mut is_id = false;
+            let mut id_span = None;
             let r = attr.parse_nested_meta(|meta| {
                 if meta.path.is_ident("id") {
-                    is_id = true;
+                    id_span = Some(meta.path.span());
                     Ok(())
                 } else {
                     Err(meta.error("unknown command attribute; expected `id`"))
@@ -32,18 +32,28 @@ fn parse_shape(variant: Option<Ident>, span: Span, fields: &Fields, errors: &mut
             });
             match r {
                 Err(e) => errors.push(e),
-                Ok(()) if is_id => {
-                    let member = field
-                        .ident
-                        .clone()
-                        .map_or_else(|| Member::Unnamed(syn::Index::from(i)), Member::Named);
-                    ids.push((member, attr.span()));
-                }
-                Ok(()) => errors.push(syn::Error::new(attr.span(), "expected `#[command(id)]`")),
+                Ok(()) => match id_span {
+                    Some(span) => {
+                        let member = field
+                            .ident
+                            .clone()
+                            .map_or_else(|| Member::Unnamed(syn::Index::from(i)), Member::Named);
+                        ids.push((member, span));
+                    }
+                    None => errors.push(syn::Error::new(
+                        attr.meta.span(),
+                        "expected `#[command(id)]`",
+                    )),
+                },
             }
         }
     }
-    Shape { variant, span, fields: fields.clone(), ids }
+    Shape {
+        variant,
+        span,
+        fields: fields.clone(),
+        ids,
+    }
 }
 
 fn parse(input: &DeriveInput, errors: &mut Errors) -> Vec<Shape> {
@@ -55,7 +65,10 @@ fn parse(input: &DeriveInput, errors: &mut Errors) -> Vec<Shape> {
             .map(|v| parse_shape(Some(v.ident.clone()), v.ident.span(), &v.fields, errors))
             .collect(),
         Data::Union(u) => {
-            errors.push(syn::Error::new(u.union_token.span(), "Command cannot be derived for a union"));
+            errors.push(syn::Error::new(
+                u.union_token.span(),
+                "Command cannot be derived for a union",
+            ));
             Vec::new()
         }
     }
@@ -71,7 +84,10 @@ fn validate(shapes: &[Shape], errors: &mut Errors) {
             [_] => {}
             [_, rest @ ..] => {
                 for (_, span) in rest {
-                    errors.push(syn::Error::new(*span, "only one field can be `#[command(id)]`"));
+                    errors.push(syn::Error::new(
+                        *span,
+                        "only one field can be `#[command(id)]`",
+                    ));
                 }
             }
         }
@@ -95,7 +111,11 @@ fn expand(input: &DeriveInput, shapes: &[Shape]) -> TokenStream {
                 }
                 (_, Member::Unnamed(index)) => {
                     let pats = (0..s.fields.len()).map(|i| {
-                        if i == index.index as usize { quote!(__id) } else { quote!(_) }
+                        if i == index.index as usize {
+                            quote!(__id)
+                        } else {
+                            quote!(_)
+                        }
                     });
                     quote!(Self::#v(#(#pats),*) => ::std::string::ToString::to_string(__id))
                 }

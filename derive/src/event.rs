@@ -25,10 +25,16 @@ struct EventType {
 
 impl EventType {
     fn name(&self) -> String {
-        self.attrs.name.as_ref().map_or_else(|| self.ident.to_string(), LitStr::value)
+        self.attrs
+            .name
+            .as_ref()
+            .map_or_else(|| self.ident.to_string(), LitStr::value)
     }
     fn name_span(&self) -> Span {
-        self.attrs.name.as_ref().map_or_else(|| self.ident.span(), LitStr::span)
+        self.attrs
+            .name
+            .as_ref()
+            .map_or_else(|| self.ident.span(), LitStr::span)
     }
     fn version(&self) -> u32 {
         self.attrs.version.map_or(1, |(v, _)| v)
@@ -43,7 +49,10 @@ fn parse_attrs(attrs: &[Attribute], errors: &mut Errors) -> EventAttrs {
             if meta.path.is_ident("name") {
                 let lit: LitStr = meta.value()?.parse()?;
                 if lit.value().is_empty() || lit.value().len() > 255 {
-                    errors.push(syn::Error::new(lit.span(), "event name must be 1 to 255 bytes long"));
+                    errors.push(syn::Error::new(
+                        lit.span(),
+                        "event name must be 1 to 255 bytes long",
+                    ));
                 } else if out.name.is_some() {
                     errors.push(syn::Error::new(lit.span(), "duplicate `name`"));
                 } else {
@@ -64,7 +73,8 @@ fn parse_attrs(attrs: &[Attribute], errors: &mut Errors) -> EventAttrs {
                 }
                 Ok(())
             } else {
-                Err(meta.error("unknown event attribute; expected `name = \"...\"` or `version = N`"))
+                Err(meta
+                    .error("unknown event attribute; expected `name = \"...\"` or `version = N`"))
             }
         });
         if let Err(e) = r {
@@ -99,7 +109,10 @@ fn parse(input: &DeriveInput, errors: &mut Errors) -> Vec<EventType> {
             attrs: parse_attrs(&input.attrs, errors),
         }],
         Data::Union(u) => {
-            errors.push(syn::Error::new(u.union_token.span(), "DomainEvent cannot be derived for a union"));
+            errors.push(syn::Error::new(
+                u.union_token.span(),
+                "DomainEvent cannot be derived for a union",
+            ));
             Vec::new()
         }
     }
@@ -115,7 +128,10 @@ fn validate(input: &DeriveInput, types: &[EventType], errors: &mut Errors) {
     }
     if let Data::Enum(data) = &input.data {
         if data.variants.is_empty() {
-            errors.push(syn::Error::new(input.ident.span(), "an event enum needs at least one variant"));
+            errors.push(syn::Error::new(
+                input.ident.span(),
+                "an event enum needs at least one variant",
+            ));
         }
     }
     let mut seen: HashMap<String, &Ident> = HashMap::new();
@@ -155,7 +171,11 @@ fn expand(input: &DeriveInput, types: &[EventType]) -> TokenStream {
             let serde_crate = quote!(#[serde(crate = "::annals::__private::serde")]);
             match t.fields.as_ref() {
                 Some(Fields::Named(named)) => {
-                    let idents: Vec<&Ident> = named.named.iter().filter_map(|f| f.ident.as_ref()).collect();
+                    let idents: Vec<&Ident> = named
+                        .named
+                        .iter()
+                        .filter_map(|f| f.ident.as_ref())
+                        .collect();
                     let tys: Vec<&syn::Type> = named.named.iter().map(|f| &f.ty).collect();
                     helpers.push(quote! {
                         #[derive(#p::serde::Serialize)] #serde_crate
@@ -175,7 +195,8 @@ fn expand(input: &DeriveInput, types: &[EventType]) -> TokenStream {
                 }
                 Some(Fields::Unnamed(unnamed)) => {
                     let tys: Vec<&syn::Type> = unnamed.unnamed.iter().map(|f| &f.ty).collect();
-                    let binds: Vec<Ident> = (0..tys.len()).map(|i| format_ident!("__f{}", i)).collect();
+                    let binds: Vec<Ident> =
+                        (0..tys.len()).map(|i| format_ident!("__f{}", i)).collect();
                     let idx = (0..tys.len()).map(syn::Index::from);
                     helpers.push(quote! {
                         #[derive(#p::serde::Serialize)] #serde_crate
@@ -185,7 +206,9 @@ fn expand(input: &DeriveInput, types: &[EventType]) -> TokenStream {
                     });
                     type_arms.push(quote!(Self::#v(..) => #name));
                     version_arms.push(quote!(Self::#v(..) => #version));
-                    encode_arms.push(quote!(Self::#v(#(#binds),*) => codec.encode(#name, &#refs(#(#binds),*))));
+                    encode_arms.push(
+                        quote!(Self::#v(#(#binds),*) => codec.encode(#name, &#refs(#(#binds),*))),
+                    );
                     decode_arms.push(quote! {
                         #name => {
                             let o: #owned = codec.decode(event_type, bytes)?;

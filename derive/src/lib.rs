@@ -42,7 +42,9 @@ mod event;
 #[proc_macro_derive(DomainEvent, attributes(event))]
 pub fn derive_domain_event(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
-    event::derive(&input).unwrap_or_else(syn::Error::into_compile_error).into()
+    event::derive(&input)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
 }
 
 /// Implements `annals::Command`: mark the field holding the target aggregate's id with
@@ -51,7 +53,9 @@ pub fn derive_domain_event(input: TokenStream) -> TokenStream {
 #[proc_macro_derive(Command, attributes(command))]
 pub fn derive_command(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
-    command::derive(&input).unwrap_or_else(syn::Error::into_compile_error).into()
+    command::derive(&input)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
 }
 
 /// Collects errors so that all of them are reported at once.

@@ -97,7 +97,9 @@ impl Aggregate for Account {
         match command {
             AccountCommand::Open { owner, .. } => match self.owner {
                 Some(_) => Err(AccountError::AlreadyOpen),
-                None => Ok(vec![AccountEvent::Opened { owner: owner.clone() }]),
+                None => Ok(vec![AccountEvent::Opened {
+                    owner: owner.clone(),
+                }]),
             },
             AccountCommand::Deposit { amount, .. } => {
                 self.owner.as_ref().ok_or(AccountError::NotOpen)?;
@@ -112,7 +114,10 @@ impl Aggregate for Account {
                     return Err(AccountError::ZeroAmount);
                 }
                 if *amount > self.balance {
-                    return Err(AccountError::InsufficientFunds { balance: self.balance, wanted: *amount });
+                    return Err(AccountError::InsufficientFunds {
+                        balance: self.balance,
+                        wanted: *amount,
+                    });
                 }
                 Ok(vec![AccountEvent::Withdrew { amount: *amount }])
             }

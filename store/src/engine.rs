@@ -34,6 +34,9 @@ struct AppendRequest {
     reply: oneshot::Sender<Result<AppendResult>>,
 }
 
+/// A key and value to write outside the log, and who to tell.
+type Put = (Vec<u8>, Vec<u8>, oneshot::Sender<Result<()>>);
+
 enum Msg {
     Append(AppendRequest),
     Flush(oneshot::Sender<Result<()>>),
@@ -84,7 +87,9 @@ impl<B: Backend> Clone for Engine<B> {
 
 fn same_error(e: &Error) -> Error {
     match e {
-        Error::Poisoned { reason } => Error::Poisoned { reason: reason.clone() },
+        Error::Poisoned { reason } => Error::Poisoned {
+            reason: reason.clone(),
+        },
         Error::Io(io) => Error::Io(std::io::Error::new(io.kind(), io.to_string())),
         Error::Storage(s) => Error::Storage(s.clone()),
         other => Error::Storage(other.to_string()),
@@ -217,7 +222,9 @@ impl<B: Backend> Engine<B> {
         self.check_poisoned()?;
         let tx = self.inner.tx.as_ref().ok_or(Error::Closed)?;
         let (reply, rx) = oneshot::channel();
-        tx.send_async(Msg::Put(key, value, reply)).await.map_err(|_| Error::Closed)?;
+        tx.send_async(Msg::Put(key, value, reply))
+            .await
+            .map_err(|_| Error::Closed)?;
         rx.await.map_err(|_| Error::Closed)?
     }
 
@@ -238,7 +245,10 @@ impl<B: Backend> Engine<B> {
         let mut events = self.shared().read_all(position, 1, position)?;
         match events.pop() {
             Some(e) if e.id == id => Ok(Some(e)),
-            _ => Err(Error::corrupt(position, format!("id index of {id} points at another event"))),
+            _ => Err(Error::corrupt(
+                position,
+                format!("id index of {id} points at another event"),
+            )),
         }
     }
 
@@ -582,7 +592,11 @@ impl<B: Backend> Writer<B> {
         }
     }
 
-    fn commit(&mut self, requests: Vec<AppendRequest>, puts: Vec<(Vec<u8>, Vec<u8>, oneshot::Sender<Result<()>>)>) {
+    fn commit(
+        &mut self,
+        requests: Vec<AppendRequest>,
+        puts: Vec<Put>,
+    ) {
         let started = Instant::now();
         let span = tracing::debug_span!(
             "group_commit",

@@ -465,7 +465,11 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<annals_core::Snapshot, Error> {
     if crc32fast::hash(body) != u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]) {
         return Err(bad("checksum mismatch"));
     }
-    let mut r = Reader { bytes: body, at: 0, position: Position::NONE };
+    let mut r = Reader {
+        bytes: body,
+        at: 0,
+        position: Position::NONE,
+    };
     if r.u8("format")? != SNAPSHOT_FORMAT_V1 {
         return Err(bad("unknown format"));
     }
@@ -478,7 +482,13 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<annals_core::Snapshot, Error> {
     if r.at != body.len() {
         return Err(bad("trailing bytes"));
     }
-    Ok(annals_core::Snapshot { version, schema_version, codec, payload, taken_at })
+    Ok(annals_core::Snapshot {
+        version,
+        schema_version,
+        codec,
+        payload,
+        taken_at,
+    })
 }
 
 #[cfg(test)]

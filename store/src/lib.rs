@@ -85,7 +85,10 @@ macro_rules! delegate_store {
         impl SnapshotStore for $ty {
             async fn save_snapshot(&self, stream: &StreamId, snapshot: Snapshot) -> Result<()> {
                 self.engine
-                    .put(layout::snapshot_key(stream), format::encode_snapshot(&snapshot))
+                    .put(
+                        layout::snapshot_key(stream),
+                        format::encode_snapshot(&snapshot),
+                    )
                     .await
             }
 

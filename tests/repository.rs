@@ -1,0 +1,553 @@
+//! The repository: loads equal folds under any snapshot policy, time travel, concurrent
+//! commands with retries, idempotent commands, metadata, snapshot fallback, upcasting.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../examples/bank/domain.rs"]
+mod domain;
+
+use std::sync::Arc;
+
+use annals::prelude::*;
+use annals::store::MemDisk;
+use annals::testing::given;
+use annals::{HistoryEntry, Snapshot, Uuid};
+use domain::{Account, AccountCommand, AccountError, AccountEvent};
+use proptest::prelude::*;
+use serde::{Deserialize, Serialize};
+
+// ---- a counter whose commands emit several events, to cross snapshot boundaries ----
+
+#[derive(DomainEvent, Serialize, Deserialize, Clone, Debug, PartialEq)]
+enum CounterEvent {
+    Added { value: u64 },
+}
+
+#[derive(Default, Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Counter {
+    total: u64,
+    count: u64,
+    /// Every value in order: makes a dropped or repeated event visible.
+    seen: Vec<u64>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("empty command")]
+struct Empty;
+
+impl Aggregate for Counter {
+    const TYPE: &'static str = "counter";
+    type Command = Vec<u64>;
+    type Event = CounterEvent;
+    type Error = Empty;
+    type Services = ();
+    fn handle(&self, values: &Vec<u64>, _: &()) -> Result<Vec<CounterEvent>, Empty> {
+        if values.is_empty() {
+            return Err(Empty);
+        }
+        Ok(values
+            .iter()
+            .map(|&value| CounterEvent::Added { value })
+            .collect())
+    }
+    fn apply(&mut self, CounterEvent::Added { value }: &CounterEvent) {
+        self.total += value;
+        self.count += 1;
+        self.seen.push(*value);
+    }
+}
+
+fn fold(values: &[u64]) -> Counter {
+    let mut c = Counter::default();
+    for v in values {
+        c.apply(&CounterEvent::Added { value: *v });
+    }
+    c
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: if std::env::var_os("ANNALS_STRESS").is_some() { 500 } else { 40 }, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// load == fold of all events == load under any snapshot policy (cached or not);
+    /// load_at(v) == fold of the first v events for every v.
+    #[test]
+    fn loads_equal_folds_under_any_snapshot_policy(
+        commands in proptest::collection::vec(proptest::collection::vec(0u64..1000, 1..7), 1..25),
+        every in 0u64..9,
+    ) {
+        rt().block_on(async {
+            let store = MemStore::new();
+            let repo = Repository::<Counter, _>::new(store.clone()).snapshot_every(every);
+            let mut all = Vec::new();
+            for c in &commands {
+                repo.execute("c1", c, &CommandContext::new()).await.unwrap();
+                all.extend_from_slice(c);
+            }
+            let expected = fold(&all);
+            let (state, v) = repo.load("c1").await.unwrap();
+            assert_eq!((state, v), (expected.clone(), Version(all.len() as u64)));
+            // A fresh repository without a cache reads snapshot + tail from the store.
+            for policy in [0, 1, 3, 100] {
+                let fresh = Repository::<Counter, _>::new(store.clone()).snapshot_every(policy).cache_capacity(0);
+                assert_eq!(fresh.load("c1").await.unwrap().0, expected.clone());
+            }
+            if every > 0 && all.len() as u64 >= every {
+                let snap = store.load_snapshot(&StreamId::new("counter-c1").unwrap()).await.unwrap().unwrap();
+                let state: Counter = snap.codec.decode("counter", &snap.payload).unwrap();
+                assert_eq!(state, fold(&all[..snap.version.0 as usize]), "a snapshot covers exactly the events up to its version");
+            }
+            for v in 0..=all.len() {
+                let (at, reached) = repo.load_at("c1", Version(v as u64)).await.unwrap();
+                assert_eq!(at, fold(&all[..v]));
+                assert_eq!(reached, Version(v as u64));
+            }
+        });
+    }
+}
+
+/// A multi-event command crossing a snapshot boundary: the snapshot covers exactly the
+/// events applied, and a load from it loses nothing.
+#[tokio::test]
+async fn multi_event_command_crossing_a_snapshot_boundary() {
+    let store = MemStore::new();
+    let repo = Repository::<Counter, _>::new(store.clone()).snapshot_every(10);
+    repo.execute("x", &vec![1; 8], &CommandContext::new())
+        .await
+        .unwrap();
+    repo.execute("x", &vec![2, 3, 4, 5, 6], &CommandContext::new())
+        .await
+        .unwrap(); // 9..=13
+    let snap = store
+        .load_snapshot(&StreamId::new("counter-x").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(snap.version, Version(13));
+    let fresh = Repository::<Counter, _>::new(store.clone()).cache_capacity(0);
+    repo.execute("x", &vec![7], &CommandContext::new())
+        .await
+        .unwrap();
+    let (state, v) = fresh.load("x").await.unwrap();
+    assert_eq!(v, Version(14));
+    assert_eq!(state.seen, vec![1, 1, 1, 1, 1, 1, 1, 1, 2, 3, 4, 5, 6, 7]);
+}
+
+/// Time travel by timestamp agrees with the recorded timestamps.
+#[tokio::test]
+async fn load_as_of_follows_recorded_timestamps() {
+    let store = MemStore::new();
+    let repo = Repository::<Counter, _>::new(store.clone());
+    let mut stamps = Vec::new();
+    for i in 0..6u64 {
+        repo.execute("t", &vec![i], &CommandContext::new())
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    for e in store
+        .read_stream(
+            &StreamId::new("counter-t").unwrap(),
+            VersionRange::ALL,
+            Direction::Forward,
+            100,
+        )
+        .await
+        .unwrap()
+    {
+        stamps.push(e.recorded_at);
+    }
+    assert_eq!(
+        repo.load_as_of("t", Timestamp(stamps[0].0 - 1))
+            .await
+            .unwrap()
+            .1,
+        Version::NONE
+    );
+    for (i, t) in stamps.iter().enumerate() {
+        let (state, v) = repo.load_as_of("t", *t).await.unwrap();
+        assert_eq!(v, Version(i as u64 + 1));
+        assert_eq!(state, fold(&(0..=i as u64).collect::<Vec<_>>()));
+    }
+}
+
+/// 8 tasks deposit concurrently on one account with retries: balance == sum of accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_commands_apply_each_accepted_command_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let repo = Repository::<Account, _>::new(store.clone()).retries(3);
+    repo.execute(
+        "a",
+        &AccountCommand::Open {
+            account: "a".into(),
+            owner: "ada".into(),
+        },
+        &CommandContext::new(),
+    )
+    .await
+    .unwrap();
+    let mut tasks = Vec::new();
+    for t in 0..8u64 {
+        // Separate repositories (separate caches), as in separate request handlers.
+        let repo = Repository::<Account, _>::new(store.clone()).retries(3);
+        tasks.push(tokio::spawn(async move {
+            let mut accepted = 0;
+            let mut conflicts = 0;
+            for i in 0..25u64 {
+                let amount = t * 100 + i + 1;
+                match repo
+                    .execute(
+                        "a",
+                        &AccountCommand::Deposit {
+                            account: "a".into(),
+                            amount,
+                        },
+                        &CommandContext::new(),
+                    )
+                    .await
+                {
+                    Ok(_) => accepted += amount,
+                    Err(RepositoryError::Store(Error::Conflict { .. })) => conflicts += 1,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            (accepted, conflicts)
+        }));
+    }
+    let mut sum = 0;
+    for t in tasks {
+        sum += t.await.unwrap().0;
+    }
+    let (state, _) = Repository::<Account, _>::new(store.clone())
+        .cache_capacity(0)
+        .load("a")
+        .await
+        .unwrap();
+    assert_eq!(state.balance, sum);
+    assert_eq!(
+        repo.load("a").await.unwrap().0.balance,
+        sum,
+        "a stale cache catches up on load"
+    );
+}
+
+/// Re-executing a command with the same id returns the first result and appends nothing,
+/// even when deciding again would now fail.
+#[tokio::test]
+async fn idempotent_commands() {
+    let store = MemStore::new();
+    let repo = Repository::<Account, _>::new(store.clone());
+    let open = CommandContext::new().with_command_id(Uuid::now_v7());
+    let first = repo
+        .execute(
+            "a",
+            &AccountCommand::Open {
+                account: "a".into(),
+                owner: "ada".into(),
+            },
+            &open,
+        )
+        .await
+        .unwrap();
+    let again = repo
+        .execute(
+            "a",
+            &AccountCommand::Open {
+                account: "a".into(),
+                owner: "ada".into(),
+            },
+            &open,
+        )
+        .await
+        .unwrap();
+    assert!(again.replayed && !first.replayed);
+    assert_eq!(again.events, first.events);
+    assert_eq!(again.append, first.append);
+    let dep = CommandContext::new().with_command_id(Uuid::now_v7());
+    let cmd = AccountCommand::Deposit {
+        account: "a".into(),
+        amount: 5,
+    };
+    repo.execute("a", &cmd, &dep).await.unwrap();
+    repo.execute("a", &cmd, &dep).await.unwrap();
+    // Through another repository (no shared cache) too.
+    Repository::<Account, _>::new(store.clone())
+        .execute("a", &cmd, &dep)
+        .await
+        .unwrap();
+    assert_eq!(store.head_position(), Position(2));
+    assert_eq!(repo.load("a").await.unwrap().0.balance, 5);
+    // Without a command id, the same command appends again.
+    repo.execute("a", &cmd, &CommandContext::new())
+        .await
+        .unwrap();
+    assert_eq!(repo.load("a").await.unwrap().0.balance, 10);
+}
+
+/// Correlation, causation and headers end up in every event's metadata.
+#[tokio::test]
+async fn metadata_propagates_to_every_event() {
+    let store = MemStore::new();
+    let repo = Repository::<Counter, _>::new(store.clone());
+    let cid = Uuid::now_v7();
+    let corr = Uuid::now_v7();
+    let ctx = CommandContext::new()
+        .with_command_id(cid)
+        .with_correlation_id(corr)
+        .with_header("user", "ada");
+    repo.execute("m", &vec![1, 2, 3], &ctx).await.unwrap();
+    let history: Vec<HistoryEntry<CounterEvent>> = repo.history("m").await.unwrap();
+    assert_eq!(history.len(), 3);
+    for (i, h) in history.iter().enumerate() {
+        assert_eq!(h.metadata.correlation_id, Some(corr));
+        assert_eq!(
+            h.metadata.causation_id,
+            Some(cid),
+            "causation defaults to the command id"
+        );
+        assert_eq!(
+            h.metadata.headers.get("user").map(String::as_str),
+            Some("ada")
+        );
+        assert_eq!(h.id, annals::event_id_for(cid, i));
+        assert_eq!(h.version, Version(i as u64 + 1));
+    }
+}
+
+/// An undecodable snapshot, or one of another schema version, is ignored: the aggregate is
+/// replayed.
+#[tokio::test]
+async fn bad_snapshots_fall_back_to_replay() {
+    let store = MemStore::new();
+    let repo = Repository::<Counter, _>::new(store.clone()).cache_capacity(0);
+    repo.execute("s", &vec![1, 2, 3], &CommandContext::new())
+        .await
+        .unwrap();
+    let stream = StreamId::new("counter-s").unwrap();
+    let garbage = Snapshot {
+        version: Version(3),
+        schema_version: 1,
+        codec: CodecId::BINCODE,
+        payload: vec![0xff; 3],
+        taken_at: Timestamp::now(),
+    };
+    store.save_snapshot(&stream, garbage).await.unwrap();
+    assert_eq!(repo.load("s").await.unwrap().0, fold(&[1, 2, 3]));
+    let wrong_total = Counter {
+        total: 999,
+        count: 3,
+        seen: vec![],
+    };
+    let old = Snapshot {
+        version: Version(3),
+        schema_version: 7,
+        codec: CodecId::BINCODE,
+        payload: CodecId::BINCODE.encode("counter", &wrong_total).unwrap(),
+        taken_at: Timestamp::now(),
+    };
+    store.save_snapshot(&stream, old).await.unwrap();
+    assert_eq!(
+        repo.load("s").await.unwrap().0,
+        fold(&[1, 2, 3]),
+        "old schema version ignored"
+    );
+    // A good snapshot is used (proved by a deliberately different state).
+    let good = Snapshot {
+        schema_version: 1,
+        ..store.load_snapshot(&stream).await.unwrap().unwrap()
+    };
+    store.save_snapshot(&stream, good).await.unwrap();
+    assert_eq!(repo.load("s").await.unwrap().0.total, 999);
+}
+
+// ---- upcasting ----
+
+/// The stored shape of `Deposited` at schema version 1.
+#[derive(Serialize, Deserialize)]
+struct DepositedV1 {
+    cents: u64,
+}
+
+#[derive(DomainEvent, Serialize, Deserialize, Clone, Debug, PartialEq)]
+enum WalletEvent {
+    #[event(version = 2)]
+    Deposited { amount: u64, currency: String },
+}
+
+#[derive(Default, Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Wallet {
+    amounts: Vec<(u64, String)>,
+}
+
+impl Aggregate for Wallet {
+    const TYPE: &'static str = "wallet";
+    type Command = ();
+    type Event = WalletEvent;
+    type Error = Empty;
+    type Services = ();
+    fn handle(&self, _: &(), _: &()) -> Result<Vec<WalletEvent>, Empty> {
+        Ok(vec![])
+    }
+    fn apply(&mut self, WalletEvent::Deposited { amount, currency }: &WalletEvent) {
+        self.amounts.push((*amount, currency.clone()));
+    }
+}
+
+fn upcasters() -> Upcasters {
+    #[derive(Serialize)]
+    struct DepositedV2 {
+        amount: u64,
+        currency: String,
+    }
+    Upcasters::new().add("Deposited", 1, |old: DepositedV1| DepositedV2 {
+        amount: old.cents,
+        currency: "EUR".into(),
+    })
+}
+
+/// Committed bytes of a version-1 event decode into the current type on every read path.
+#[tokio::test]
+async fn old_event_versions_are_upcast_on_every_read_path() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/upcast/deposited-v1.bin");
+    if std::env::var_os("ANNALS_WRITE_FIXTURES").is_some() {
+        std::fs::write(
+            &path,
+            CodecId::BINCODE
+                .encode("Deposited", &DepositedV1 { cents: 1234 })
+                .unwrap(),
+        )
+        .unwrap();
+    }
+    let v1 = std::fs::read(&path).unwrap();
+    let store = MemStore::new();
+    let stream = StreamId::new("wallet-w").unwrap();
+    let old = EventData::from_bytes("Deposited", CodecId::BINCODE, v1).with_schema_version(1);
+    let current = WalletEvent::Deposited {
+        amount: 5,
+        currency: "USD".into(),
+    }
+    .to_event_data()
+    .unwrap();
+    store
+        .append(&stream, ExpectedVersion::NoStream, vec![old, current])
+        .await
+        .unwrap();
+
+    let repo = Repository::<Wallet, _>::new(store.clone()).upcasters(upcasters());
+    let (w, _) = repo.load("w").await.unwrap();
+    assert_eq!(
+        w.amounts,
+        vec![(1234, "EUR".to_string()), (5, "USD".to_string())]
+    );
+    let h = repo.history("w").await.unwrap();
+    assert_eq!(
+        h[0].event,
+        WalletEvent::Deposited {
+            amount: 1234,
+            currency: "EUR".into()
+        }
+    );
+    // Subscriptions (the projections' path) decode through the same upcasters.
+    let up = Arc::new(upcasters());
+    let mut sub = store.subscribe_all(Position::NONE);
+    let e = sub.next().await.unwrap().unwrap();
+    assert_eq!(
+        up.decode::<WalletEvent>(&e).unwrap(),
+        WalletEvent::Deposited {
+            amount: 1234,
+            currency: "EUR".into()
+        }
+    );
+    // Without the upcaster, a typed error, not a panic or a wrong value.
+    let bare = Repository::<Wallet, _>::new(store.clone());
+    assert!(matches!(
+        bare.load("w").await,
+        Err(RepositoryError::Store(Error::Codec { .. }))
+    ));
+}
+
+// ---- the test kit ----
+
+#[test]
+fn test_kit_given_when_then() {
+    given::<Account>([AccountEvent::Opened {
+        owner: "ada".into(),
+    }])
+    .when(AccountCommand::Deposit {
+        account: "a".into(),
+        amount: 5,
+    })
+    .then_expect([AccountEvent::Deposited { amount: 5 }]);
+    given::<Account>([
+        AccountEvent::Opened {
+            owner: "ada".into(),
+        },
+        AccountEvent::Deposited { amount: 5 },
+    ])
+    .when(AccountCommand::Withdraw {
+        account: "a".into(),
+        amount: 9,
+    })
+    .then_expect_error(AccountError::InsufficientFunds {
+        balance: 5,
+        wanted: 9,
+    });
+    given::<Account>([])
+        .when(AccountCommand::Deposit {
+            account: "a".into(),
+            amount: 1,
+        })
+        .then_expect_error_matching(|e| *e == AccountError::NotOpen);
+    let state = given::<Account>([])
+        .when(AccountCommand::Open {
+            account: "a".into(),
+            owner: "bo".into(),
+        })
+        .then_expect([AccountEvent::Opened { owner: "bo".into() }]);
+    assert_eq!(state.owner.as_deref(), Some("bo"));
+}
+
+#[test]
+#[should_panic(expected = "expected events")]
+fn test_kit_reports_wrong_events() {
+    given::<Account>([AccountEvent::Opened {
+        owner: "ada".into(),
+    }])
+    .when(AccountCommand::Deposit {
+        account: "a".into(),
+        amount: 5,
+    })
+    .then_expect([AccountEvent::Deposited { amount: 6 }]);
+}
+
+/// Commands name their aggregate through the derive.
+#[tokio::test]
+async fn execute_command_uses_the_derived_id() {
+    let disk = MemDisk::new();
+    let store = MemStore::open(disk).unwrap();
+    let repo = Repository::<Account, _>::new(store.clone());
+    repo.execute_command(
+        &AccountCommand::Open {
+            account: "z9".into(),
+            owner: "ada".into(),
+        },
+        &CommandContext::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        store
+            .stream_head(&StreamId::new("account-z9").unwrap())
+            .await
+            .unwrap(),
+        Some(Version(1))
+    );
+}

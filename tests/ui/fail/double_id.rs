@@ -1,0 +1,11 @@
+use annals::Command;
+
+#[derive(Command)]
+struct Transfer {
+    #[command(id)]
+    from: String,
+    #[command(id)]
+    to: String,
+}
+
+fn main() {}

@@ -1,0 +1,10 @@
+use annals::DomainEvent;
+
+#[derive(DomainEvent)]
+enum E {
+    Opened,
+    #[event(name = "Opened")]
+    Reopened,
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use annals::DomainEvent;
+
+#[derive(DomainEvent)]
+enum E<T> {
+    A(T),
+}
+
+fn main() {}

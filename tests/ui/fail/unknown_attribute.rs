@@ -1,0 +1,9 @@
+use annals::DomainEvent;
+
+#[derive(DomainEvent)]
+enum E {
+    #[event(nmae = "A")]
+    A,
+}
+
+fn main() {}

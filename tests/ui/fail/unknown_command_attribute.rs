@@ -1,0 +1,9 @@
+use annals::Command;
+
+#[derive(Command)]
+struct Deposit {
+    #[command(key)]
+    account: String,
+}
+
+fn main() {}
