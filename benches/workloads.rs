@@ -21,6 +21,11 @@ use std::time::Instant;
 use annals::prelude::*;
 use annals::store::format;
 
+#[path = "../examples/bank/domain.rs"]
+mod domain;
+
+use domain::{Account, AccountCommand, AccountEvent};
+
 struct Args {
     workload: String,
     concurrency: Option<usize>,
@@ -28,6 +33,7 @@ struct Args {
     system: Option<String>,
     events: Option<usize>,
     repeat: usize,
+    commands: Option<usize>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -38,6 +44,7 @@ fn parse_args() -> Result<Args, String> {
         system: None,
         events: None,
         repeat: 1,
+        commands: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -66,6 +73,13 @@ fn parse_args() -> Result<Args, String> {
                 )
             }
             "--system" => args.system = Some(value("--system")?),
+            "--commands" => {
+                args.commands = Some(
+                    value("--commands")?
+                        .parse()
+                        .map_err(|e| format!("--commands: {e}"))?,
+                )
+            }
             "--repeat" => {
                 args.repeat = value("--repeat")?
                     .parse()
@@ -92,8 +106,10 @@ fn main() {
         .unwrap();
     match args.workload.as_str() {
         "w5" | "" => rt.block_on(w5(&args)),
+        "w1" => rt.block_on(w1(&args)),
+        "w2" => rt.block_on(w2()),
         other => {
-            eprintln!("unknown workload {other:?}; known: w5");
+            eprintln!("unknown workload {other:?}; known: w1, w2, w5");
             std::process::exit(2);
         }
     }
@@ -299,4 +315,158 @@ fn floor_writer(db: &sled::Db, file: &File, rx: &flume::Receiver<FloorReq>) {
         }
     }
     drop(counter);
+}
+
+/// W1: open 10,000 accounts, then deposit round-robin through the full command path (load,
+/// decide, append) with C concurrent tasks, durable acks. The `sled-floor` line is W5's
+/// floor at B=1 and the same C, run in the same process for the ratio.
+async fn w1(args: &Args) {
+    let accounts = 10_000usize;
+    let commands = args.commands.unwrap_or(100_000);
+    for c in args.concurrency.map_or(vec![1, 8, 64], |c| vec![c]) {
+        let floor_events = (3000 * c).min(60_000);
+        let per_task = floor_events / c;
+        let floor_secs = sled_floor(c, 1, per_task).await;
+        let floor_rate = (per_task * c) as f64 / floor_secs;
+        line(
+            "sled-floor",
+            "w5",
+            per_task * c,
+            floor_secs,
+            &format!(",\"concurrency\":{c},\"batch\":1"),
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let repo = Repository::<Account, _>::new(store.clone()).cache_capacity(accounts * 2);
+        run_commands(&repo, c, accounts, |i| AccountCommand::Open {
+            account: format!("{i}"),
+            owner: "bench".into(),
+        })
+        .await;
+        let started = Instant::now();
+        run_commands(&repo, c, commands, |i| AccountCommand::Deposit {
+            account: format!("{}", i % accounts),
+            amount: 1 + i as u64 % 100,
+        })
+        .await;
+        let secs = started.elapsed().as_secs_f64();
+        let rate = commands as f64 / secs;
+        line(
+            "annals-sled",
+            "w1",
+            commands,
+            secs,
+            &format!(
+                ",\"concurrency\":{c},\"accounts\":{accounts},\"ratio_to_floor_b1\":{:.2}",
+                rate / floor_rate
+            ),
+        );
+    }
+}
+
+async fn run_commands(
+    repo: &Repository<Account, SledStore>,
+    c: usize,
+    n: usize,
+    make: impl Fn(usize) -> AccountCommand,
+) {
+    let commands: Vec<Vec<AccountCommand>> = (0..c)
+        .map(|t| (t..n).step_by(c).map(&make).collect())
+        .collect();
+    let mut tasks = Vec::new();
+    for mine in commands {
+        let repo = repo.clone();
+        tasks.push(tokio::spawn(async move {
+            let ctx = CommandContext::new();
+            for cmd in mine {
+                repo.execute_command(&cmd, &ctx).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+/// W2: one account with 10,050 events; 100 full loads without a snapshot, and 100 with the
+/// latest snapshot of an every-100-events policy (at version 10,000, 50 events behind).
+async fn w2() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let stream = StreamId::new("account-w2").unwrap();
+    let mut version = Version::NONE;
+    let append = |events: Vec<AccountEvent>| {
+        let store = store.clone();
+        let stream = stream.clone();
+        async move {
+            let data = events.iter().map(|e| e.to_event_data().unwrap()).collect();
+            store
+                .append(&stream, ExpectedVersion::Any, data)
+                .await
+                .unwrap()
+        }
+    };
+    append(vec![AccountEvent::Opened {
+        owner: "bench".into(),
+    }])
+    .await;
+    for b in 0..100u64 {
+        let n = if b == 99 { 99 } else { 100 };
+        version = append(
+            (0..n)
+                .map(|i| AccountEvent::Deposited { amount: i + 1 })
+                .collect(),
+        )
+        .await
+        .last_version;
+    }
+    assert_eq!(version, Version(10_000));
+    append(
+        (0..50)
+            .map(|i| AccountEvent::Deposited { amount: i + 1 })
+            .collect(),
+    )
+    .await;
+
+    // No snapshot exists yet: full replays.
+    let repo = Repository::<Account, _>::new(store.clone()).cache_capacity(0);
+    let mut times = Vec::new();
+    for _ in 0..100 {
+        let t = Instant::now();
+        let (state, v) = repo.load("w2").await.unwrap();
+        times.push(t.elapsed().as_secs_f64());
+        assert_eq!(v, Version(10_050));
+        assert!(state.balance > 0);
+    }
+    report_loads("no-snapshot", &mut times);
+    // The snapshot an every-100 policy leaves: at version 10,000, 50 events behind.
+    let (at, v) = repo.load_at("w2", Version(10_000)).await.unwrap();
+    let snapshot = annals::Snapshot {
+        version: v,
+        schema_version: 1,
+        codec: CodecId::BINCODE,
+        payload: CodecId::BINCODE.encode("account", &at).unwrap(),
+        taken_at: Timestamp::now(),
+    };
+    store.save_snapshot(&stream, snapshot).await.unwrap();
+    let mut times = Vec::new();
+    for _ in 0..100 {
+        let t = Instant::now();
+        let (_, v) = repo.load("w2").await.unwrap();
+        times.push(t.elapsed().as_secs_f64());
+        assert_eq!(v, Version(10_050));
+    }
+    report_loads("snapshot-every-100", &mut times);
+}
+
+fn report_loads(variant: &str, times: &mut [f64]) {
+    let total: f64 = times.iter().sum();
+    let med = median(times);
+    println!(
+        "{{\"system\":\"annals-sled\",\"workload\":\"w2\",\"variant\":\"{variant}\",\"ops\":{},\"secs\":{total:.4},\"ops_per_sec\":{:.0},\"median_ms_per_load\":{:.4}}}",
+        times.len(),
+        times.len() as f64 / total,
+        med * 1000.0
+    );
 }

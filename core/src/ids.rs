@@ -1,6 +1,7 @@
 //! Identifiers and counters: [`StreamId`], [`Version`], [`Position`], [`EventId`].
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -24,9 +25,16 @@ pub const MAX_STREAM_ID_LEN: usize = 256;
 /// assert!(StreamId::new("").is_err());
 /// # Ok::<(), annals_core::Error>(())
 /// ```
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(transparent)]
-pub struct StreamId(String);
+///
+/// Cloning is cheap (the name is shared).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StreamId(Arc<str>);
+
+impl Serialize for StreamId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
 
 impl StreamId {
     /// Validates `name` and wraps it.
@@ -38,7 +46,7 @@ impl StreamId {
         if let Err(reason) = Self::check(&name) {
             return Err(Error::InvalidStreamId { name, reason });
         }
-        Ok(Self(name))
+        Ok(Self(name.into()))
     }
 
     /// Builds the conventional stream id `<aggregate type>-<id>`.

@@ -18,8 +18,10 @@ pub(crate) type Visit<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> Result<Flow, Erro
 
 /// An ordered key space with atomic batches and an explicit two-step sync.
 pub(crate) trait Backend: Send + Sync + 'static {
+    /// A value read (shared, not copied, where the engine allows).
+    type Bytes: AsRef<[u8]>;
     /// Reads one key.
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Error>;
+    fn get(&self, key: &[u8]) -> Result<Option<Self::Bytes>, Error>;
     /// Visits the keys in `lo..=hi` in order (or reverse order) until `f` says stop.
     fn scan(&self, lo: &[u8], hi: &[u8], reverse: bool, f: Visit<'_>) -> Result<(), Error>;
     /// Writes all pairs atomically: after a crash, all or none are present.
@@ -101,8 +103,10 @@ impl SledBackend {
 }
 
 impl Backend for SledBackend {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
-        Ok(self.db.get(key).map_err(sled_err)?.map(|v| v.to_vec()))
+    type Bytes = sled::IVec;
+
+    fn get(&self, key: &[u8]) -> Result<Option<sled::IVec>, Error> {
+        self.db.get(key).map_err(sled_err)
     }
 
     fn scan(&self, lo: &[u8], hi: &[u8], reverse: bool, f: Visit<'_>) -> Result<(), Error> {
@@ -240,8 +244,10 @@ impl Drop for MemBackend {
 }
 
 impl Backend for MemBackend {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
-        Ok(lock(&self.disk.data).map.get(key).map(|v| v.to_vec()))
+    type Bytes = Arc<[u8]>;
+
+    fn get(&self, key: &[u8]) -> Result<Option<Arc<[u8]>>, Error> {
+        Ok(lock(&self.disk.data).map.get(key).cloned())
     }
 
     fn scan(&self, lo: &[u8], hi: &[u8], reverse: bool, f: Visit<'_>) -> Result<(), Error> {

@@ -100,8 +100,9 @@ impl<B: Backend> Engine<B> {
     /// Opens the engine on `backend`: checks the format, finds the head, starts the writer.
     pub(crate) fn open(backend: B, config: StoreConfig, name: &str) -> Result<Self> {
         match backend.get(layout::FORMAT_KEY)? {
-            Some(v) if v.as_slice() == [layout::STORE_FORMAT] => {}
+            Some(v) if v.as_ref() == [layout::STORE_FORMAT] => {}
             Some(v) => {
+                let v = v.as_ref();
                 return Err(Error::Storage(format!(
                     "unknown store format {v:?}; this build reads format {}",
                     layout::STORE_FORMAT
@@ -230,7 +231,7 @@ impl<B: Backend> Engine<B> {
 
     /// Reads a key outside the log.
     pub(crate) fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.shared().backend.get(key)
+        Ok(self.shared().backend.get(key)?.map(|v| v.as_ref().to_vec()))
     }
 
     /// The event with id `id`, if stored and visible.
@@ -238,7 +239,7 @@ impl<B: Backend> Engine<B> {
         let Some(v) = self.shared().backend.get(&id_key(id))? else {
             return Ok(None);
         };
-        let position = format::decode_id_entry(&v, id)?;
+        let position = format::decode_id_entry(v.as_ref(), id)?;
         if position > self.visible() {
             return Ok(None);
         }
@@ -308,7 +309,7 @@ impl<B: Backend> Engine<B> {
 impl<B: Backend> Shared<B> {
     fn chunk(&self, first: Position) -> Result<Vec<RecordedEvent>> {
         match self.backend.get(&event_key(first))? {
-            Some(v) => format::decode_chunk(&v, first),
+            Some(v) => format::decode_chunk(v.as_ref(), first),
             None => Err(Error::corrupt(
                 first,
                 "the stream index names a chunk that is missing",
@@ -413,7 +414,7 @@ impl<B: Backend> Shared<B> {
         }
         let lo = stream_key(stream, start);
         let top = stream_key(stream, Version::MAX);
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(limit.min(1024));
         match direction {
             Direction::Forward => {
                 self.backend.scan(&lo, &top, false, &mut |k, v| {
@@ -592,11 +593,7 @@ impl<B: Backend> Writer<B> {
         }
     }
 
-    fn commit(
-        &mut self,
-        requests: Vec<AppendRequest>,
-        puts: Vec<Put>,
-    ) {
+    fn commit(&mut self, requests: Vec<AppendRequest>, puts: Vec<Put>) {
         let started = Instant::now();
         let span = tracing::debug_span!(
             "group_commit",
@@ -698,7 +695,7 @@ impl<B: Backend> Writer<B> {
             return Ok(Some(*p));
         }
         match self.shared.backend.get(&id_key(id))? {
-            Some(v) => format::decode_id_entry(&v, id).map(Some),
+            Some(v) => format::decode_id_entry(v.as_ref(), id).map(Some),
             None => Ok(None),
         }
     }

@@ -203,6 +203,16 @@ pub fn decode_record(
     bytes: &[u8],
     position_hint: Position,
 ) -> Result<(RecordedEvent, usize), Error> {
+    decode_record_in(bytes, position_hint, None)
+}
+
+/// [`decode_record`], reusing `same_stream` when the record names that stream (records of a
+/// chunk share one), which saves validating and allocating the name again.
+fn decode_record_in(
+    bytes: &[u8],
+    position_hint: Position,
+    same_stream: Option<&StreamId>,
+) -> Result<(RecordedEvent, usize), Error> {
     let corrupt = |reason: String| Error::corrupt(position_hint, reason);
     if bytes.len() < RECORD_HEADER {
         return Err(corrupt(format!(
@@ -241,8 +251,11 @@ pub fn decode_record(
     let schema_version = r.u32("schema version")?;
     let stream_len = r.u16("stream length")? as usize;
     let stream = r.str(stream_len, "stream id")?;
-    let stream = StreamId::new(stream)
-        .map_err(|e| Error::corrupt(position, format!("stored stream id invalid: {e}")))?;
+    let stream = match same_stream {
+        Some(s) if s.as_str() == stream => s.clone(),
+        _ => StreamId::new(stream)
+            .map_err(|e| Error::corrupt(position, format!("stored stream id invalid: {e}")))?,
+    };
     let type_len = r.u8("event type length")? as usize;
     let event_type = r.str(type_len, "event type")?.to_owned();
     let flags = r.u8("flags")?;
@@ -322,7 +335,8 @@ pub fn decode_chunk(bytes: &[u8], first: Position) -> Result<Vec<RecordedEvent>,
     let mut at = 5;
     for i in 0..u64::from(count) {
         let expected = Position(first.0.saturating_add(i));
-        let (event, used) = decode_record(&bytes[at..], expected)?;
+        let (event, used) =
+            decode_record_in(&bytes[at..], expected, out.last().map(|e| &e.stream))?;
         if event.position != expected {
             return Err(Error::corrupt(
                 expected,
