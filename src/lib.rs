@@ -14,15 +14,54 @@
 //!
 //! ```
 //! use annals::prelude::*;
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(DomainEvent, Serialize, Deserialize, Clone, Debug, PartialEq)]
+//! enum CounterEvent {
+//!     Incremented { by: u64 },
+//! }
+//!
+//! #[derive(Default, Clone, Serialize, Deserialize)]
+//! struct Counter {
+//!     value: u64,
+//! }
+//!
+//! #[derive(Debug, thiserror::Error)]
+//! #[error("cannot increment by zero")]
+//! struct Zero;
+//!
+//! impl Aggregate for Counter {
+//!     const TYPE: &'static str = "counter";
+//!     type Command = u64;
+//!     type Event = CounterEvent;
+//!     type Error = Zero;
+//!     type Services = ();
+//!     fn handle(&self, by: &u64, _: &()) -> Result<Vec<CounterEvent>, Zero> {
+//!         if *by == 0 { return Err(Zero) }
+//!         Ok(vec![CounterEvent::Incremented { by: *by }])
+//!     }
+//!     fn apply(&mut self, CounterEvent::Incremented { by }: &CounterEvent) {
+//!         self.value += by;
+//!     }
+//! }
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let store = MemStore::new();
-//! let stream = StreamId::new("account-1")?;
-//! store.append(&stream, ExpectedVersion::NoStream, vec![EventData::json("Opened", &"ada")?]).await?;
+//! let store = MemStore::new(); // or SledStore::open("data")?
+//! let counters = Repository::<Counter, _>::new(store.clone()).snapshot_every(100);
+//! counters.execute("c1", &5, &CommandContext::new()).await?;
+//! counters.execute("c1", &2, &CommandContext::new()).await?;
+//! assert!(matches!(counters.execute("c1", &0, &CommandContext::new()).await, Err(RepositoryError::Domain(Zero))));
+//!
+//! let (now, version) = counters.load("c1").await?;
+//! assert_eq!((now.value, version), (7, Version(2)));
+//! let (then, _) = counters.load_at("c1", Version(1)).await?; // time travel
+//! assert_eq!(then.value, 5);
+//!
+//! // Every event is in the global log, in commit order, for projections.
 //! let mut sub = store.subscribe_all(Position::NONE);
 //! let first = sub.next().await.ok_or("store closed")??;
-//! assert_eq!(first.event_type, "Opened");
+//! assert_eq!(first.event_type, "Incremented");
 //! # Ok(()) }
 //! ```
 
