@@ -1,7 +1,7 @@
 //! The [`Repository`]: loads aggregates (latest, at a version, as of a time), executes
 //! commands with optimistic concurrency and retries, takes snapshots.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use annals_core::{
@@ -27,18 +27,24 @@ pub enum RepositoryError<E> {
     Store(#[from] Error),
 }
 
-/// Metadata of one command execution: ids for idempotency and tracing, and free headers.
+/// Metadata of one command execution: an id for idempotency, and the metadata (correlation,
+/// causation, headers) copied into every event it causes.
+///
+/// ```
+/// use annals::{CommandContext, Metadata, Uuid};
+/// let ctx = CommandContext::new()
+///     .with_command_id(Uuid::now_v7())
+///     .with_metadata(Metadata::new().with_header("user", "ada"));
+/// # let _ = ctx;
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct CommandContext {
     /// The command's id. Executing a command with an id already executed returns the first
-    /// result and appends nothing.
+    /// result and appends nothing. It is also the default correlation and causation id.
     pub command_id: Option<Uuid>,
-    /// Correlation id for every event (defaults to the command id).
-    pub correlation_id: Option<Uuid>,
-    /// Causation id for every event (defaults to the command id).
-    pub causation_id: Option<Uuid>,
-    /// Headers copied into every event's metadata.
-    pub headers: BTreeMap<String, String>,
+    /// Metadata for every event; unset correlation and causation ids default to the
+    /// command id.
+    pub metadata: Metadata,
 }
 
 impl CommandContext {
@@ -53,30 +59,17 @@ impl CommandContext {
         self
     }
 
-    /// Sets the correlation id.
-    pub fn with_correlation_id(mut self, id: Uuid) -> Self {
-        self.correlation_id = Some(id);
+    /// Sets the metadata.
+    pub fn with_metadata(mut self, metadata: Metadata) -> Self {
+        self.metadata = metadata;
         self
     }
 
-    /// Sets the causation id.
-    pub fn with_causation_id(mut self, id: Uuid) -> Self {
-        self.causation_id = Some(id);
-        self
-    }
-
-    /// Adds a header.
-    pub fn with_header(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.headers.insert(key.into(), value.into());
-        self
-    }
-
-    fn metadata(&self) -> Metadata {
-        Metadata {
-            correlation_id: self.correlation_id.or(self.command_id),
-            causation_id: self.causation_id.or(self.command_id),
-            headers: self.headers.clone(),
-        }
+    fn event_metadata(&self) -> Metadata {
+        let mut m = self.metadata.clone();
+        m.correlation_id = m.correlation_id.or(self.command_id);
+        m.causation_id = m.causation_id.or(self.command_id);
+        m
     }
 }
 
@@ -460,7 +453,7 @@ where
                 return Ok(done);
             }
         }
-        let metadata = ctx.metadata();
+        let metadata = ctx.event_metadata();
         let mut attempt = 0;
         loop {
             // The cached state is used optimistically: `Exact(version)` validates it.

@@ -245,28 +245,12 @@ async fn idempotent_commands() {
     let store = MemStore::new();
     let repo = Repository::<Account, _>::new(store.clone());
     let open = CommandContext::new().with_command_id(Uuid::now_v7());
-    let first = repo
-        .execute(
-            "a",
-            &AccountCommand::Open {
-                account: "a".into(),
-                owner: "ada".into(),
-            },
-            &open,
-        )
-        .await
-        .unwrap();
-    let again = repo
-        .execute(
-            "a",
-            &AccountCommand::Open {
-                account: "a".into(),
-                owner: "ada".into(),
-            },
-            &open,
-        )
-        .await
-        .unwrap();
+    let open_a = AccountCommand::Open {
+        account: "a".into(),
+        owner: "ada".into(),
+    };
+    let first = repo.execute("a", &open_a, &open).await.unwrap();
+    let again = repo.execute("a", &open_a, &open).await.unwrap();
     assert!(again.replayed && !first.replayed);
     assert_eq!(again.events, first.events);
     assert_eq!(again.append, first.append);
@@ -298,10 +282,11 @@ async fn metadata_propagates_to_every_event() {
     let repo = Repository::<Counter, _>::new(store.clone());
     let cid = Uuid::now_v7();
     let corr = Uuid::now_v7();
-    let ctx = CommandContext::new()
-        .with_command_id(cid)
-        .with_correlation_id(corr)
-        .with_header("user", "ada");
+    let ctx = CommandContext::new().with_command_id(cid).with_metadata(
+        Metadata::new()
+            .with_correlation_id(corr)
+            .with_header("user", "ada"),
+    );
     repo.execute("m", &vec![1, 2, 3], &ctx).await.unwrap();
     let history: Vec<HistoryEntry<CounterEvent>> = repo.history("m").await.unwrap();
     assert_eq!(history.len(), 3);

@@ -22,7 +22,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let repo = Repository::<Account, _>::new(store.clone()).snapshot_every(100);
     let mut out = std::io::stdout().lock();
     let id = format!("acc-{}", store.head_position().0);
-    let ctx = CommandContext::new().with_header("user", "example");
+    let ctx = CommandContext::new().with_metadata(Metadata::new().with_header("user", "example"));
 
     repo.execute_command(
         &AccountCommand::Open {

@@ -397,9 +397,7 @@ impl IndexEntry {
         if bytes[0] != INDEX_FORMAT_V1 {
             return Err(bad("unknown index format"));
         }
-        if crc32fast::hash(&bytes[..13])
-            != u32::from_le_bytes([bytes[13], bytes[14], bytes[15], bytes[16]])
-        {
+        if !trailing_crc_ok(bytes) {
             return Err(bad("checksum mismatch"));
         }
         let mut p = [0u8; 8];
@@ -415,6 +413,15 @@ impl IndexEntry {
         }
         Ok(entry)
     }
+}
+
+/// Whether the last four bytes of `bytes` are the CRC-32 (LE) of the bytes before them.
+fn trailing_crc_ok(bytes: &[u8]) -> bool {
+    let Some(split) = bytes.len().checked_sub(4) else {
+        return false;
+    };
+    let (body, crc) = bytes.split_at(split);
+    crc32fast::hash(body) == u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]])
 }
 
 /// Encodes an event-id index entry.
@@ -437,9 +444,7 @@ pub fn decode_id_entry(bytes: &[u8], id: EventId) -> Result<Position, Error> {
     if bytes.len() != 13 || bytes[0] != INDEX_FORMAT_V1 {
         return Err(bad("wrong length or format"));
     }
-    if crc32fast::hash(&bytes[..9])
-        != u32::from_le_bytes([bytes[9], bytes[10], bytes[11], bytes[12]])
-    {
+    if !trailing_crc_ok(bytes) {
         return Err(bad("checksum mismatch"));
     }
     let mut p = [0u8; 8];
@@ -475,10 +480,10 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<annals_core::Snapshot, Error> {
     if bytes.len() < 30 {
         return Err(bad("truncated"));
     }
-    let (body, crc) = bytes.split_at(bytes.len() - 4);
-    if crc32fast::hash(body) != u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]) {
+    if !trailing_crc_ok(bytes) {
         return Err(bad("checksum mismatch"));
     }
+    let body = &bytes[..bytes.len() - 4];
     let mut r = Reader {
         bytes: body,
         at: 0,
