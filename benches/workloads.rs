@@ -108,8 +108,9 @@ fn main() {
         "w5" | "" => rt.block_on(w5(&args)),
         "w1" => rt.block_on(w1(&args)),
         "w2" => rt.block_on(w2()),
+        "w3" => rt.block_on(w3(&args)),
         other => {
-            eprintln!("unknown workload {other:?}; known: w1, w2, w5");
+            eprintln!("unknown workload {other:?}; known: w1, w2, w3, w5");
             std::process::exit(2);
         }
     }
@@ -468,5 +469,134 @@ fn report_loads(variant: &str, times: &mut [f64]) {
         times.len(),
         times.len() as f64 / total,
         med * 1000.0
+    );
+}
+
+/// W3: W1's events (10,000 `Opened`, then 100,000 `Deposited` round-robin, one append per
+/// command) replayed in global order into an in-memory fold and into the KV read model.
+async fn w3(args: &Args) {
+    use annals::projections::{KvProjection, KvProjector, KvReadModel, KvWriter, project_until};
+    use std::collections::HashMap;
+
+    let accounts = 10_000usize;
+    let commands = args.commands.unwrap_or(100_000);
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let c = 64;
+    let mut tasks = Vec::new();
+    for t in 0..c {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in (t..accounts).step_by(c) {
+                let s = StreamId::new(format!("account-{i}")).unwrap();
+                let e = AccountEvent::Opened {
+                    owner: "bench".into(),
+                }
+                .to_event_data()
+                .unwrap();
+                store
+                    .append(&s, ExpectedVersion::Any, vec![e])
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks.drain(..) {
+        t.await.unwrap();
+    }
+    for t in 0..c {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in (t..commands).step_by(c) {
+                let s = StreamId::new(format!("account-{}", i % accounts)).unwrap();
+                let e = AccountEvent::Deposited {
+                    amount: 1 + i as u64 % 100,
+                }
+                .to_event_data()
+                .unwrap();
+                store
+                    .append(&s, ExpectedVersion::Any, vec![e])
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let total = accounts + commands;
+    assert_eq!(store.head_position(), Position(total as u64));
+
+    for _ in 0..args.repeat.max(1) {
+        let started = Instant::now();
+        let mut balances: HashMap<StreamId, u64> = HashMap::with_capacity(accounts);
+        let mut next = Position::FIRST;
+        let mut n = 0usize;
+        loop {
+            let page = store.read_all(next, 4096).await.unwrap();
+            let Some(last) = page.last() else { break };
+            next = last.position.next();
+            for e in &page {
+                let event =
+                    AccountEvent::decode_payload(&e.event_type, e.codec, &e.payload).unwrap();
+                let b = balances.entry(e.stream.clone()).or_default();
+                if let AccountEvent::Deposited { amount } = event {
+                    *b += amount;
+                }
+                n += 1;
+            }
+        }
+        let secs = started.elapsed().as_secs_f64();
+        assert_eq!(n, total);
+        line(
+            "annals-sled",
+            "w3",
+            n,
+            secs,
+            ",\"target\":\"in-memory fold\"",
+        );
+    }
+
+    struct Balances;
+    impl KvProjector for Balances {
+        type Key = String;
+        type Value = u64;
+        fn name(&self) -> &str {
+            "balances"
+        }
+        fn apply(
+            &self,
+            e: &RecordedEvent,
+            kv: &mut KvWriter<'_, String, u64>,
+        ) -> Result<(), String> {
+            let event = AccountEvent::decode_payload(&e.event_type, e.codec, &e.payload)
+                .map_err(|e| e.to_string())?;
+            let key = e.stream.to_string();
+            let b = kv.get(&key).map_err(|e| e.to_string())?.unwrap_or(0);
+            let add = match event {
+                AccountEvent::Deposited { amount } => amount,
+                _ => 0,
+            };
+            kv.put(&key, &(b + add)).map_err(|e| e.to_string())
+        }
+    }
+    let rm_dir = tempfile::tempdir().unwrap();
+    let db = sled::Config::new().path(rm_dir.path()).open().unwrap();
+    let model = KvReadModel::<String, u64>::open(&db, "balances").unwrap();
+    let mut projection = KvProjection::new(Balances, model.clone());
+    let started = Instant::now();
+    let reached = project_until(&store, &mut projection, Position(total as u64), 1000)
+        .await
+        .unwrap();
+    model.flush().unwrap();
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(reached, Position(total as u64));
+    assert_eq!(model.len(), accounts);
+    line(
+        "annals-sled",
+        "w3",
+        total,
+        secs,
+        ",\"target\":\"kv read model\",\"batch\":1000",
     );
 }

@@ -1,12 +1,67 @@
 //! # annals-projections
 //!
-//! The projection runtime of annals: asynchronous workers that turn the global event log into
-//! read models, with checkpoints saved atomically with each read model, retries, a dead-letter
-//! list, rebuild by replay and a tantivy full-text read model.
+//! Turns the global event log into read models.
 //!
-//! This crate is a skeleton so far: it reads events only through
-//! [`annals_core::EventStore`], so its runner will work over any store. Until the runtime
-//! lands, a read model can follow the log with
-//! [`EventStore::subscribe_all`](annals_core::EventStore::subscribe_all).
+//! * [`Projection`]: a read model with a name, a version and a batch handler that applies
+//!   events **and** stores its checkpoint atomically (effectively-once).
+//! * [`ProjectionRunner`]: one worker task per projection — catch up from the checkpoint,
+//!   then live on `subscribe_all`; batches; retry with exponential backoff, then park the
+//!   event in a dead-letter list (or stop); pause, resume, reset, rebuild with progress; lag;
+//!   [`ProjectionHandle::wait_for`] for read-your-writes.
+//! * [`KvReadModel`] / [`KvProjection`]: a typed sled key-value read model whose writes and
+//!   checkpoint land in one atomic batch.
+//! * [`project_until`]: a read model as it was at a position.
+//!
+//! The runtime reads events only through [`annals_core::EventStore`], so it works over any
+//! store.
+//!
+//! ```
+//! use annals_core::{EventData, EventStore, ExpectedVersion, RecordedEvent, StreamId};
+//! use annals_projections::*;
+//! use std::time::Duration;
+//!
+//! /// Counts events per stream.
+//! struct Counts;
+//! impl KvProjector for Counts {
+//!     type Key = String;
+//!     type Value = u64;
+//!     fn name(&self) -> &str { "counts" }
+//!     fn apply(&self, e: &RecordedEvent, kv: &mut KvWriter<'_, String, u64>) -> Result<(), String> {
+//!         let key = e.stream.to_string();
+//!         let n = kv.get(&key).map_err(|e| e.to_string())?.unwrap_or(0);
+//!         kv.put(&key, &(n + 1)).map_err(|e| e.to_string())
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = annals_store::MemStore::new();
+//! let db = sled::Config::new().temporary(true).open()?;
+//! let model = KvReadModel::<String, u64>::open(&db, "counts")?;
+//! let runner = ProjectionRunner::new(store.clone(), &db)?;
+//! let counts = runner.start(Box::new(KvProjection::new(Counts, model.clone())), ProjectionConfig::default())?;
+//!
+//! let stream = StreamId::new("order-1")?;
+//! let r = store.append(&stream, ExpectedVersion::Any, vec![EventData::json("Placed", &1)?]).await?;
+//! counts.wait_for(r.last_position, Duration::from_secs(5)).await?; // read your write
+//! assert_eq!(model.get(&"order-1".to_string())?, Some(1));
+//! runner.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+mod error;
+mod kv;
+mod parked;
+mod projection;
+mod runner;
+
+pub use error::ProjectionError;
+pub use kv::{KvProjection, KvProjector, KvReadModel, KvWriter};
+pub use parked::{Parked, ParkedStore};
+pub use projection::{Checkpoint, Projection};
+pub use runner::{
+    FailurePolicy, Progress, ProgressFn, ProjectionConfig, ProjectionHandle, ProjectionRunner,
+    RetryPolicy, Status, WorkerState, project_until,
+};
 
 pub use annals_core::{EventStore, Filter, Position, RecordedEvent, Subscription};

@@ -347,17 +347,24 @@ impl<B: Backend> Shared<B> {
                 if first > expect {
                     return Err(Error::corrupt(expect, "position missing from the log"));
                 }
-                for e in format::decode_chunk(v, first)? {
-                    if e.position < expect {
-                        continue;
-                    }
-                    if e.position > bound || out.len() >= limit {
-                        return Ok(BREAK);
-                    }
-                    expect = e.position.next();
-                    out.push(e);
+                let before = out.len();
+                format::decode_chunk_into(v, first, &mut out)?;
+                // Only the first chunk can start before `from`.
+                let skip = usize::try_from(expect.0 - first.0)
+                    .unwrap_or(usize::MAX)
+                    .min(out.len() - before);
+                out.drain(before..before + skip);
+                while out.last().is_some_and(|e| e.position > bound) || out.len() > limit {
+                    out.pop();
                 }
-                Ok(if out.len() >= limit { BREAK } else { CONTINUE })
+                if let Some(last) = out.last() {
+                    expect = last.position.next();
+                }
+                Ok(if out.len() >= limit || expect > bound {
+                    BREAK
+                } else {
+                    CONTINUE
+                })
             })?;
         if out.is_empty() || (out.len() < limit && expect <= bound) {
             return Err(Error::corrupt(expect, "position missing from the log"));

@@ -318,6 +318,34 @@ pub fn encode_chunk(count: u32, records: &[u8]) -> Vec<u8> {
 /// # Errors
 /// [`Error::Corrupt`] naming the first position that could not be read.
 pub fn decode_chunk(bytes: &[u8], first: Position) -> Result<Vec<RecordedEvent>, Error> {
+    let mut out = Vec::new();
+    decode_chunk_into(bytes, first, &mut out)?;
+    Ok(out)
+}
+
+/// [`decode_chunk`] appending to `out` (left as it was on an error).
+///
+/// # Errors
+/// As [`decode_chunk`].
+pub fn decode_chunk_into(
+    bytes: &[u8],
+    first: Position,
+    out: &mut Vec<RecordedEvent>,
+) -> Result<(), Error> {
+    let start = out.len();
+    let r = decode_chunk_records(bytes, first, out, start);
+    if r.is_err() {
+        out.truncate(start);
+    }
+    r
+}
+
+fn decode_chunk_records(
+    bytes: &[u8],
+    first: Position,
+    out: &mut Vec<RecordedEvent>,
+    start: usize,
+) -> Result<(), Error> {
     if bytes.len() < 5 {
         return Err(Error::corrupt(first, "truncated chunk header"));
     }
@@ -331,19 +359,19 @@ pub fn decode_chunk(bytes: &[u8], first: Position) -> Result<Vec<RecordedEvent>,
     if count == 0 {
         return Err(Error::corrupt(first, "empty chunk"));
     }
-    let mut out: Vec<RecordedEvent> = Vec::with_capacity(count.min(4096) as usize);
+    out.reserve(count.min(4096) as usize);
     let mut at = 5;
     for i in 0..u64::from(count) {
         let expected = Position(first.0.saturating_add(i));
-        let (event, used) =
-            decode_record_in(&bytes[at..], expected, out.last().map(|e| &e.stream))?;
+        let prev = out[start..].last();
+        let (event, used) = decode_record_in(&bytes[at..], expected, prev.map(|e| &e.stream))?;
         if event.position != expected {
             return Err(Error::corrupt(
                 expected,
                 format!("record claims position {}", event.position),
             ));
         }
-        if let Some(prev) = out.last() {
+        if let Some(prev) = prev {
             if event.stream != prev.stream || event.version.0 != prev.version.0.saturating_add(1) {
                 return Err(Error::corrupt(
                     expected,
@@ -360,7 +388,7 @@ pub fn decode_chunk(bytes: &[u8], first: Position) -> Result<Vec<RecordedEvent>,
             "trailing bytes after the last record of a chunk",
         ));
     }
-    Ok(out)
+    Ok(())
 }
 
 /// A decoded stream-index entry: the chunk holding versions `last_version - count + 1 ..=

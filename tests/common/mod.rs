@@ -10,6 +10,8 @@
 
 use std::collections::HashMap;
 
+pub mod projections;
+
 use annals::prelude::*;
 use annals::store::MemDisk;
 use proptest::prelude::*;

@@ -1,0 +1,73 @@
+//! The error type of the projection runtime.
+
+use std::time::Duration;
+
+use annals_core::Position;
+
+/// What can go wrong running projections.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProjectionError {
+    /// A handler failed on an event. The runtime retries it with backoff, then parks it or
+    /// stops, by policy.
+    #[error("projection handler failed at position {position:?}: {message}")]
+    Handler {
+        /// The event that failed, when known.
+        position: Option<Position>,
+        /// The handler's message.
+        message: String,
+    },
+    /// The read model's storage failed (retried like a handler failure).
+    #[error("read model storage: {0}")]
+    ReadModel(String),
+    /// The event store failed.
+    #[error(transparent)]
+    Store(#[from] annals_core::Error),
+    /// `wait_for` gave up: the projection had not reached `position` after `waited`.
+    #[error(
+        "projection {projection} did not reach position {position} within {waited:?} (at {reached})"
+    )]
+    Timeout {
+        /// The projection waited on.
+        projection: String,
+        /// The position waited for.
+        position: Position,
+        /// Where it was when the time ran out.
+        reached: Position,
+        /// How long it waited.
+        waited: Duration,
+    },
+    /// The projection stopped after a failure (policy `Stop`); `resume` retries.
+    #[error("projection {projection} stopped: {reason}")]
+    Stopped {
+        /// The projection.
+        projection: String,
+        /// The failure that stopped it.
+        reason: String,
+    },
+    /// No parked event at that position for that projection.
+    #[error("no parked event at position {0}")]
+    NotParked(Position),
+    /// A projection of that name is already running.
+    #[error("a projection named {0:?} is already running")]
+    AlreadyRunning(String),
+    /// The worker has shut down.
+    #[error("projection worker has shut down")]
+    Closed,
+}
+
+impl ProjectionError {
+    /// A handler error at `position`.
+    pub fn handler(position: Position, message: impl Into<String>) -> Self {
+        ProjectionError::Handler {
+            position: Some(position),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<sled::Error> for ProjectionError {
+    fn from(e: sled::Error) -> Self {
+        ProjectionError::ReadModel(e.to_string())
+    }
+}

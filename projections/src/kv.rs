@@ -1,0 +1,286 @@
+//! A typed key-value read model on sled whose writes and checkpoint commit in one atomic
+//! batch.
+
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+
+use annals_core::{Position, RecordedEvent};
+use async_trait::async_trait;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::ProjectionError;
+use crate::projection::{Checkpoint, Projection};
+
+const DATA: u8 = b'd';
+const CHECKPOINT_KEY: &[u8] = b"c";
+
+fn config() -> impl bincode::config::Config {
+    // Big-endian fixed-width integers keep integer keys in numeric order.
+    bincode::config::standard()
+        .with_big_endian()
+        .with_fixed_int_encoding()
+}
+
+fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, ProjectionError> {
+    bincode::serde::encode_to_vec(value, config())
+        .map_err(|e| ProjectionError::ReadModel(e.to_string()))
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ProjectionError> {
+    bincode::serde::decode_from_slice(bytes, config())
+        .map(|(v, _)| v)
+        .map_err(|e| ProjectionError::ReadModel(format!("undecodable read-model value: {e}")))
+}
+
+fn data_key<K: Serialize>(key: &K) -> Result<Vec<u8>, ProjectionError> {
+    let mut k = vec![DATA];
+    k.extend(encode(key)?);
+    Ok(k)
+}
+
+/// A typed key-value read model in one sled tree: keys and values are serde types (encoded
+/// with bincode, integers big-endian so they sort numerically). Readable at any time, also
+/// while its projection writes: every batch of writes lands atomically with its checkpoint.
+pub struct KvReadModel<K, V> {
+    tree: sled::Tree,
+    _types: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K, V> Clone for KvReadModel<K, V> {
+    fn clone(&self) -> Self {
+        Self {
+            tree: self.tree.clone(),
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> KvReadModel<K, V> {
+    /// Opens (or creates) the read model `name` in `db` (tree `kv/<name>`).
+    ///
+    /// # Errors
+    /// sled errors.
+    pub fn open(db: &sled::Db, name: &str) -> Result<Self, ProjectionError> {
+        Ok(Self {
+            tree: db.open_tree(format!("kv/{name}"))?,
+            _types: PhantomData,
+        })
+    }
+
+    /// A read model in a temporary sled database that disappears when dropped (for
+    /// read models as of a position, and tests).
+    ///
+    /// # Errors
+    /// sled errors.
+    pub fn temporary() -> Result<Self, ProjectionError> {
+        let db = sled::Config::new().temporary(true).open()?;
+        Self::open(&db, "temporary")
+    }
+
+    /// The value under `key`.
+    ///
+    /// # Errors
+    /// sled errors, or an undecodable value.
+    pub fn get(&self, key: &K) -> Result<Option<V>, ProjectionError> {
+        match self.tree.get(data_key(key)?)? {
+            Some(v) => decode(&v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Every entry, in key order.
+    ///
+    /// # Errors
+    /// sled errors, or an undecodable entry.
+    pub fn entries(&self) -> Result<Vec<(K, V)>, ProjectionError> {
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix([DATA]) {
+            let (k, v) = item?;
+            out.push((decode(&k[1..])?, decode(&v)?));
+        }
+        Ok(out)
+    }
+
+    /// The number of entries.
+    pub fn len(&self) -> usize {
+        self.tree.scan_prefix([DATA]).count()
+    }
+
+    /// Whether there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The checkpoint stored with the data.
+    ///
+    /// # Errors
+    /// sled errors, or an undecodable checkpoint.
+    pub fn checkpoint(&self) -> Result<Option<Checkpoint>, ProjectionError> {
+        match self.tree.get(CHECKPOINT_KEY)? {
+            Some(v) => decode(&v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Applies `writes` and the checkpoint in one atomic sled batch.
+    fn commit(
+        &self,
+        writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+        checkpoint: Checkpoint,
+    ) -> Result<(), ProjectionError> {
+        let mut batch = sled::Batch::default();
+        for (k, v) in writes {
+            match v {
+                Some(v) => batch.insert(k, v),
+                None => batch.remove(k),
+            }
+        }
+        batch.insert(CHECKPOINT_KEY, encode(&checkpoint)?);
+        self.tree.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Removes everything, checkpoint included.
+    ///
+    /// # Errors
+    /// sled errors.
+    pub fn clear(&self) -> Result<(), ProjectionError> {
+        self.tree.clear()?;
+        Ok(())
+    }
+
+    /// Flushes the tree to disk.
+    ///
+    /// # Errors
+    /// sled errors.
+    pub fn flush(&self) -> Result<(), ProjectionError> {
+        self.tree.flush()?;
+        Ok(())
+    }
+}
+
+/// The writes of one batch, readable before they commit.
+pub struct KvWriter<'a, K, V> {
+    model: &'a KvReadModel<K, V>,
+    pending: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> KvWriter<'_, K, V> {
+    /// The value under `key`, as written so far in this batch or stored before it.
+    ///
+    /// # Errors
+    /// sled errors, or an undecodable value.
+    pub fn get(&self, key: &K) -> Result<Option<V>, ProjectionError> {
+        let k = data_key(key)?;
+        match self.pending.get(&k) {
+            Some(Some(v)) => decode(v).map(Some),
+            Some(None) => Ok(None),
+            None => self.model.get(key),
+        }
+    }
+
+    /// Sets `key` to `value`.
+    ///
+    /// # Errors
+    /// An unencodable key or value.
+    pub fn put(&mut self, key: &K, value: &V) -> Result<(), ProjectionError> {
+        self.pending.insert(data_key(key)?, Some(encode(value)?));
+        Ok(())
+    }
+
+    /// Removes `key`.
+    ///
+    /// # Errors
+    /// An unencodable key.
+    pub fn delete(&mut self, key: &K) -> Result<(), ProjectionError> {
+        self.pending.insert(data_key(key)?, None);
+        Ok(())
+    }
+}
+
+/// The event handler of a key-value projection: turns one event into reads and writes.
+pub trait KvProjector: Send + Sync + 'static {
+    /// Key type.
+    type Key: Serialize + DeserializeOwned + Send + Sync;
+    /// Value type.
+    type Value: Serialize + DeserializeOwned + Send + Sync;
+
+    /// The projection's name.
+    fn name(&self) -> &str;
+
+    /// The projection's version (bump to rebuild).
+    fn version(&self) -> u32 {
+        1
+    }
+
+    /// Applies one event.
+    ///
+    /// # Errors
+    /// Any message; the runtime retries, then parks or stops.
+    fn apply(
+        &self,
+        event: &RecordedEvent,
+        kv: &mut KvWriter<'_, Self::Key, Self::Value>,
+    ) -> Result<(), String>;
+}
+
+/// A [`Projection`] writing a [`KvReadModel`] through a [`KvProjector`].
+pub struct KvProjection<P: KvProjector> {
+    projector: P,
+    model: KvReadModel<P::Key, P::Value>,
+}
+
+impl<P: KvProjector> KvProjection<P> {
+    /// The projection of `projector` into `model`.
+    pub fn new(projector: P, model: KvReadModel<P::Key, P::Value>) -> Self {
+        Self { projector, model }
+    }
+
+    /// The read model (a cheap handle).
+    pub fn model(&self) -> KvReadModel<P::Key, P::Value> {
+        self.model.clone()
+    }
+}
+
+#[async_trait]
+impl<P: KvProjector> Projection for KvProjection<P> {
+    fn name(&self) -> &str {
+        self.projector.name()
+    }
+
+    fn version(&self) -> u32 {
+        self.projector.version()
+    }
+
+    async fn checkpoint(&self) -> Result<Option<Checkpoint>, ProjectionError> {
+        self.model.checkpoint()
+    }
+
+    async fn apply(
+        &mut self,
+        events: &[RecordedEvent],
+        checkpoint: Checkpoint,
+    ) -> Result<(), ProjectionError> {
+        let mut writer = KvWriter {
+            model: &self.model,
+            pending: BTreeMap::new(),
+        };
+        for e in events {
+            self.projector
+                .apply(e, &mut writer)
+                .map_err(|m| ProjectionError::handler(e.position, m))?;
+        }
+        let pending = writer.pending;
+        self.model.commit(pending, checkpoint)
+    }
+
+    async fn clear(&mut self) -> Result<(), ProjectionError> {
+        self.model.clear()
+    }
+}
+
+/// The position of a checkpoint, or 0.
+pub(crate) fn position_of(c: Option<Checkpoint>) -> Position {
+    c.map_or(Position::NONE, |c| c.position)
+}

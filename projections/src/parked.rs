@@ -1,0 +1,127 @@
+//! The dead-letter list: events a projection could not apply, parked with their error.
+
+use annals_core::{Position, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ProjectionError;
+
+/// One parked event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Parked {
+    /// The projection that failed on it.
+    pub projection: String,
+    /// The event's position.
+    pub position: Position,
+    /// The event's stream.
+    pub stream: String,
+    /// The event's type.
+    pub event_type: String,
+    /// The last error text.
+    pub error: String,
+    /// How many times applying it was tried.
+    pub attempts: u32,
+    /// When it was parked (or last retried).
+    pub parked_at: Timestamp,
+}
+
+/// Parked events of every projection, in a sled tree (`annals/parked`).
+#[derive(Clone)]
+pub struct ParkedStore {
+    tree: sled::Tree,
+}
+
+fn key(projection: &str, position: Position) -> Vec<u8> {
+    let mut k = projection.as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(&position.0.to_be_bytes());
+    k
+}
+
+fn prefix(projection: &str) -> Vec<u8> {
+    let mut k = projection.as_bytes().to_vec();
+    k.push(0);
+    k
+}
+
+impl ParkedStore {
+    /// Opens the dead-letter tree of `db`.
+    ///
+    /// # Errors
+    /// sled errors.
+    pub fn open(db: &sled::Db) -> Result<Self, ProjectionError> {
+        Ok(Self {
+            tree: db.open_tree("annals/parked")?,
+        })
+    }
+
+    /// Records `parked` (replacing an earlier record of the same event), durably.
+    ///
+    /// # Errors
+    /// sled errors.
+    pub fn put(&self, parked: &Parked) -> Result<(), ProjectionError> {
+        let bytes = bincode::serde::encode_to_vec(parked, bincode::config::standard())
+            .map_err(|e| ProjectionError::ReadModel(e.to_string()))?;
+        self.tree
+            .insert(key(&parked.projection, parked.position), bytes)?;
+        self.tree.flush()?;
+        Ok(())
+    }
+
+    /// The parked event of `projection` at `position`.
+    ///
+    /// # Errors
+    /// sled errors, or an undecodable record.
+    pub fn get(
+        &self,
+        projection: &str,
+        position: Position,
+    ) -> Result<Option<Parked>, ProjectionError> {
+        match self.tree.get(key(projection, position))? {
+            Some(v) => Self::decode(&v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Parked, ProjectionError> {
+        bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+            .map(|(p, _)| p)
+            .map_err(|e| ProjectionError::ReadModel(format!("undecodable parked record: {e}")))
+    }
+
+    /// Every parked event of `projection`, by position.
+    ///
+    /// # Errors
+    /// sled errors, or an undecodable record.
+    pub fn list(&self, projection: &str) -> Result<Vec<Parked>, ProjectionError> {
+        self.tree
+            .scan_prefix(prefix(projection))
+            .map(|item| Self::decode(&item?.1))
+            .collect()
+    }
+
+    /// How many events `projection` has parked.
+    pub fn count(&self, projection: &str) -> usize {
+        self.tree.scan_prefix(prefix(projection)).count()
+    }
+
+    /// Removes the record; true if there was one.
+    ///
+    /// # Errors
+    /// sled errors.
+    pub fn remove(&self, projection: &str, position: Position) -> Result<bool, ProjectionError> {
+        let existed = self.tree.remove(key(projection, position))?.is_some();
+        self.tree.flush()?;
+        Ok(existed)
+    }
+
+    /// Removes every record of `projection` (when its read model is rebuilt).
+    ///
+    /// # Errors
+    /// sled errors.
+    pub fn clear(&self, projection: &str) -> Result<(), ProjectionError> {
+        for item in self.tree.scan_prefix(prefix(projection)) {
+            self.tree.remove(item?.0)?;
+        }
+        Ok(())
+    }
+}
