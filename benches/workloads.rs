@@ -482,7 +482,9 @@ async fn w3(args: &Args) {
     let commands = args.commands.unwrap_or(100_000);
     let dir = tempfile::tempdir().unwrap();
     let store = SledStore::open(dir.path()).unwrap();
-    let c = 64;
+    // Written like W1 at concurrency C (default 8): one append per command, so group
+    // commits (and chunks) hold about C events.
+    let c = args.concurrency.unwrap_or(8);
     let mut tasks = Vec::new();
     for t in 0..c {
         let store = store.clone();

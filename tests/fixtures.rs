@@ -1,10 +1,12 @@
 //! Stored bytes are a format that lasts forever: committed fixture files of each format
 //! version must keep decoding to the same events.
 //!
-//! `tests/fixtures/format-v1/` holds a chunk of three records, a stream index entry and an
-//! event-id index entry as raw bytes, and `store-v1/` a tiny sled store written by this
-//! format. Regenerate (only when adding a *new* format version, never for an old one) with
-//! `ANNALS_WRITE_FIXTURES=1 cargo test --test fixtures`.
+//! `tests/fixtures/format-v1/` holds a chunk of three records (chunk format 1: one append), a
+//! stream index entry (format 1) and an event-id index entry as raw bytes, and `store-v1/` a
+//! tiny sled store written with those formats. `format-v2/` and `store-v2/` hold the same for
+//! chunk format 2 (one group commit, several streams) and index format 2. Write the fixtures
+//! of a *new* format version, never an old one, with
+//! `ANNALS_WRITE_FIXTURES=<version> cargo test --test fixtures`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
@@ -17,8 +19,8 @@ fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
-fn writing() -> bool {
-    std::env::var_os("ANNALS_WRITE_FIXTURES").is_some()
+fn writing(version: &str) -> bool {
+    std::env::var("ANNALS_WRITE_FIXTURES").is_ok_and(|v| v == version)
 }
 
 /// The events the fixtures hold, with every envelope field set.
@@ -60,18 +62,23 @@ fn expected_events() -> Vec<RecordedEvent> {
 fn format_v1_record_bytes_still_decode() {
     let dir = dir().join("format-v1");
     let events = expected_events();
-    if writing() {
+    if writing("1") {
         std::fs::create_dir_all(&dir).unwrap();
         let mut recs = Vec::new();
         for e in &events {
             format::encode_record(e, &mut recs);
         }
-        std::fs::write(dir.join("chunk-at-10.bin"), format::encode_chunk(3, &recs)).unwrap();
+        std::fs::write(
+            dir.join("chunk-at-10.bin"),
+            format::encode_chunk_as(format::CHUNK_FORMAT_V1, 3, &recs),
+        )
+        .unwrap();
         let entry = IndexEntry {
+            chunk: Position(10),
             first_position: Position(10),
             count: 3,
         };
-        std::fs::write(dir.join("index-entry.bin"), entry.encode()).unwrap();
+        std::fs::write(dir.join("index-entry.bin"), entry.encode_v1()).unwrap();
         std::fs::write(
             dir.join("id-entry.bin"),
             format::encode_id_entry(Position(11)),
@@ -86,6 +93,7 @@ fn format_v1_record_bytes_still_decode() {
     assert_eq!(
         IndexEntry::decode(&entry, "fixture").unwrap(),
         IndexEntry {
+            chunk: Position(10),
             first_position: Position(10),
             count: 3
         }
@@ -114,7 +122,7 @@ fn copy_dir(from: &Path, to: &Path) {
 async fn format_v1_store_still_opens() {
     let fixture = dir().join("store-v1");
     let events = expected_events();
-    if writing() {
+    if writing("1") {
         let _ = std::fs::remove_dir_all(&fixture);
         let store = SledStore::open(&fixture).unwrap();
         let data: Vec<EventData> = events
@@ -182,4 +190,91 @@ async fn format_v1_store_still_opens() {
         .await
         .unwrap();
     assert_eq!(r.first_position, Position(4));
+}
+
+/// Chunk format 2: a group of records of several streams; index format 2 names the chunk and
+/// the run inside it.
+#[test]
+fn format_v2_group_chunk_and_index_entry_still_decode() {
+    let dir = dir().join("format-v2");
+    let mut events = expected_events();
+    events[1].stream = StreamId::new("other-7").unwrap();
+    events[1].version = Version(1);
+    events[2].version = Version(5);
+    let entry = IndexEntry {
+        chunk: Position(10),
+        first_position: Position(12),
+        count: 1,
+    };
+    if writing("2") {
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut recs = Vec::new();
+        for e in &events {
+            format::encode_record(e, &mut recs);
+        }
+        std::fs::write(
+            dir.join("group-chunk-at-10.bin"),
+            format::encode_chunk(3, &recs),
+        )
+        .unwrap();
+        std::fs::write(dir.join("index-entry.bin"), entry.encode()).unwrap();
+    }
+    let chunk = std::fs::read(dir.join("group-chunk-at-10.bin")).unwrap();
+    assert_eq!(chunk[0], format::CHUNK_FORMAT_V2);
+    assert_eq!(format::decode_chunk(&chunk, Position(10)).unwrap(), events);
+    let bytes = std::fs::read(dir.join("index-entry.bin")).unwrap();
+    assert_eq!(IndexEntry::decode(&bytes, "fixture").unwrap(), entry);
+}
+
+/// A store written with group chunks still opens, and reads per stream and in order.
+#[tokio::test]
+async fn format_v2_store_still_opens() {
+    let fixture = dir().join("store-v2");
+    let a = StreamId::new("acc-a").unwrap();
+    let b = StreamId::new("acc-b").unwrap();
+    if writing("2") {
+        let _ = std::fs::remove_dir_all(&fixture);
+        let store = SledStore::open(&fixture).unwrap();
+        // Concurrent appends land in shared group chunks.
+        let mut tasks = Vec::new();
+        for i in 0..8u64 {
+            let store = store.clone();
+            let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tasks.push(tokio::spawn(async move {
+                let events = (0..3)
+                    .map(|j| EventData::json("Deposited", &(i * 10 + j)).unwrap())
+                    .collect();
+                store
+                    .append(&s, ExpectedVersion::Any, events)
+                    .await
+                    .unwrap();
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        drop(store);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(&fixture, tmp.path());
+    let store = SledStore::open(tmp.path()).unwrap();
+    let all = store.read_all(Position::NONE, 100).await.unwrap();
+    assert_eq!(all.len(), 24);
+    for s in [&a, &b] {
+        let events = store
+            .read_stream(s, VersionRange::ALL, Direction::Forward, 100)
+            .await
+            .unwrap();
+        assert_eq!(events.len(), 12);
+        let mut sums: Vec<u64> = events
+            .iter()
+            .map(|e| e.decode::<u64>().unwrap() % 10)
+            .collect();
+        sums.sort_unstable();
+        assert_eq!(sums, [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2]);
+        for (i, e) in events.iter().enumerate() {
+            assert_eq!(e.version, Version(i as u64 + 1));
+        }
+    }
 }

@@ -386,18 +386,25 @@ impl<B: Backend> Shared<B> {
         Ok((last, entry))
     }
 
+    /// The events of the run an index entry names, checked against the entry.
     fn checked_chunk(
         &self,
         stream: &StreamId,
         last: Version,
         entry: IndexEntry,
     ) -> Result<Vec<RecordedEvent>> {
-        let events = self.chunk(entry.first_position)?;
+        let mut events = self.chunk(entry.chunk)?;
+        let skip = usize::try_from(entry.first_position.0 - entry.chunk.0).unwrap_or(usize::MAX);
+        if skip > 0 {
+            events.drain(..skip.min(events.len()));
+        }
+        events.truncate(entry.count as usize);
         let first_version = Version(last.0 + 1 - u64::from(entry.count));
         let ok = events.len() == entry.count as usize
             && events
-                .first()
-                .is_some_and(|e| e.stream == *stream && e.version == first_version);
+                .iter()
+                .enumerate()
+                .all(|(i, e)| e.stream == *stream && e.version.0 == first_version.0 + i as u64);
         if !ok {
             return Err(Error::corrupt(
                 entry.first_position,
@@ -634,6 +641,7 @@ impl<B: Backend> Writer<B> {
             let result = self.prepare(&r.stream, r.expected, r.events, &mut group);
             replies.push((r.reply, result));
         }
+        Self::chunk_group(&mut group);
         let mut put_replies = Vec::with_capacity(puts.len());
         for (k, v, r) in puts {
             group.batch.push((k, v));
@@ -683,6 +691,46 @@ impl<B: Backend> Writer<B> {
             micros = started.elapsed().as_micros() as u64,
             "group committed"
         );
+    }
+
+    /// Writes the group's records as chunks of about `CHUNK_TARGET_BYTES` (one key for many
+    /// appends), and one stream-index entry per run of one append inside one chunk.
+    fn chunk_group(group: &mut Group) {
+        let records = &group.records;
+        let mut buf = Vec::new();
+        let mut chunk_start = 0usize;
+        for i in 0..records.len() {
+            format::encode_record(&records[i], &mut buf);
+            let last_of_all = i + 1 == records.len();
+            if !(buf.len() >= CHUNK_TARGET_BYTES || last_of_all) {
+                continue;
+            }
+            let chunk = records[chunk_start].position;
+            let count = (i + 1 - chunk_start) as u32;
+            group
+                .batch
+                .push((event_key(chunk).to_vec(), format::encode_chunk(count, &buf)));
+            buf.clear();
+            // Runs: consecutive records of one stream with consecutive versions (one append).
+            let mut run_start = chunk_start;
+            for j in chunk_start..=i {
+                let ends = j == i || {
+                    let (a, b) = (&records[j], &records[j + 1]);
+                    a.stream != b.stream || b.version.0 != a.version.0 + 1
+                };
+                if ends {
+                    let entry = IndexEntry {
+                        chunk,
+                        first_position: records[run_start].position,
+                        count: (j + 1 - run_start) as u32,
+                    };
+                    let key = stream_key(&records[j].stream, records[j].version);
+                    group.batch.push((key, entry.encode().to_vec()));
+                    run_start = j + 1;
+                }
+            }
+            chunk_start = i + 1;
+        }
     }
 
     fn head(&mut self, stream: &StreamId, group: &Group) -> Result<Version> {
@@ -806,33 +854,12 @@ impl<B: Backend> Writer<B> {
                 payload: e.payload,
             });
         }
-        // Cut into chunks of about CHUNK_TARGET_BYTES.
-        let mut buf = Vec::new();
-        let mut chunk_first = 0usize;
-        for (i, r) in records.iter().enumerate() {
-            format::encode_record(r, &mut buf);
+        for r in &records {
             group.batch.push((
                 id_key(r.id).to_vec(),
                 format::encode_id_entry(r.position).to_vec(),
             ));
             group.ids.insert(r.id, r.position);
-            let last_of_all = i + 1 == records.len();
-            if buf.len() >= CHUNK_TARGET_BYTES || last_of_all {
-                let count = (i + 1 - chunk_first) as u32;
-                let first = records[chunk_first].position;
-                group
-                    .batch
-                    .push((event_key(first).to_vec(), format::encode_chunk(count, &buf)));
-                let entry = IndexEntry {
-                    first_position: first,
-                    count,
-                };
-                group
-                    .batch
-                    .push((stream_key(stream, r.version), entry.encode().to_vec()));
-                buf.clear();
-                chunk_first = i + 1;
-            }
         }
         let last = &records[records.len() - 1];
         let result = AppendResult {

@@ -22,15 +22,19 @@
 //!
 //! # Chunks
 //!
-//! Records are stored in *chunks*: the events of one append with contiguous positions and
-//! versions, cut at about [`CHUNK_TARGET_BYTES`]. A chunk is `format u8 (= 1) | count u32 LE |
-//! records`, stored under the key of its first position.
+//! Records are stored in *chunks* under the key of their first position: `format u8 | count
+//! u32 LE | records`, cut at about [`CHUNK_TARGET_BYTES`]. Format 2 (written now) holds the
+//! records of one group commit — several appends, any streams — with contiguous positions, so
+//! a group is one key however many appends it carries. Format 1 (still read) held the records
+//! of one append only.
 //!
 //! # Index entries
 //!
-//! A stream index entry (key: stream + last version of a chunk) is
-//! `format u8 (= 1) | first position u64 | count u32 | crc32 u32` and an event-id index entry
-//! is `format u8 (= 1) | position u64 | crc32 u32`.
+//! A stream index entry (key: stream + last version of a run) names a run of the stream's
+//! events inside one chunk. Format 2: `format u8 (= 2) | chunk position u64 | first position
+//! u64 | count u32 | crc32 u32`; format 1 (still read) had no chunk position (the run started
+//! the chunk): `format u8 (= 1) | first position u64 | count u32 | crc32 u32`. An event-id
+//! index entry is `format u8 (= 1) | position u64 | crc32 u32`.
 
 use annals_core::{
     CodecId, Error, EventId, Metadata, Position, RecordedEvent, StreamId, Timestamp, Uuid, Version,
@@ -38,10 +42,17 @@ use annals_core::{
 
 /// The record format written by this build.
 pub const RECORD_FORMAT_V1: u8 = 1;
-/// The chunk format written by this build.
+/// Chunk format 1: the records of one append (one stream, contiguous versions). Read, no
+/// longer written.
 pub const CHUNK_FORMAT_V1: u8 = 1;
-/// The index-entry format written by this build.
+/// Chunk format 2 (written by this build): the records of one group commit, any streams,
+/// contiguous positions.
+pub const CHUNK_FORMAT_V2: u8 = 2;
+/// Index-entry format 1 (the run starts its chunk). Read, no longer written for stream
+/// entries; still written for event-id entries.
 pub const INDEX_FORMAT_V1: u8 = 1;
+/// Stream-index-entry format 2 (written by this build): names the chunk and the run in it.
+pub const INDEX_FORMAT_V2: u8 = 2;
 /// Chunks are cut once they reach this size (a single larger record gets a chunk of its own).
 /// Small values keep sled's nodes small, which keeps them out of sled's blob files.
 pub const CHUNK_TARGET_BYTES: usize = 4096;
@@ -303,10 +314,15 @@ fn decode_record_in(
     Ok((event, RECORD_HEADER + body_len))
 }
 
-/// Encodes a chunk from already-encoded records.
+/// Encodes a chunk (format 2) from already-encoded records.
 pub fn encode_chunk(count: u32, records: &[u8]) -> Vec<u8> {
+    encode_chunk_as(CHUNK_FORMAT_V2, count, records)
+}
+
+/// Encodes a chunk of the given format (format 1 only for fixtures and tests).
+pub fn encode_chunk_as(format: u8, count: u32, records: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(5 + records.len());
-    out.push(CHUNK_FORMAT_V1);
+    out.push(format);
     out.extend_from_slice(&count.to_le_bytes());
     out.extend_from_slice(records);
     out
@@ -349,12 +365,16 @@ fn decode_chunk_records(
     if bytes.len() < 5 {
         return Err(Error::corrupt(first, "truncated chunk header"));
     }
-    if bytes[0] != CHUNK_FORMAT_V1 {
-        return Err(Error::corrupt(
-            first,
-            format!("unknown chunk format {}", bytes[0]),
-        ));
-    }
+    let one_run = match bytes[0] {
+        CHUNK_FORMAT_V1 => true,
+        CHUNK_FORMAT_V2 => false,
+        other => {
+            return Err(Error::corrupt(
+                first,
+                format!("unknown chunk format {other}"),
+            ));
+        }
+    };
     let count = u32::from_le_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
     if count == 0 {
         return Err(Error::corrupt(first, "empty chunk"));
@@ -371,7 +391,7 @@ fn decode_chunk_records(
                 format!("record claims position {}", event.position),
             ));
         }
-        if let Some(prev) = prev {
+        if let (true, Some(prev)) = (one_run, prev) {
             if event.stream != prev.stream || event.version.0 != prev.version.0.saturating_add(1) {
                 return Err(Error::corrupt(
                     expected,
@@ -391,19 +411,35 @@ fn decode_chunk_records(
     Ok(())
 }
 
-/// A decoded stream-index entry: the chunk holding versions `last_version - count + 1 ..=
-/// last_version` starts at `first_position`.
+/// A decoded stream-index entry: the run of `count` events of the stream starting at
+/// `first_position` (versions `last_version - count + 1 ..= last_version`) lies in the chunk
+/// stored under `chunk`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct IndexEntry {
-    /// Position of the chunk's first event.
+    /// Position of the first event of the chunk holding the run.
+    pub chunk: Position,
+    /// Position of the run's first event.
     pub first_position: Position,
-    /// Number of events in the chunk.
+    /// Number of events in the run.
     pub count: u32,
 }
 
 impl IndexEntry {
-    /// Encodes the entry.
-    pub fn encode(&self) -> [u8; 17] {
+    /// Encodes the entry (format 2).
+    pub fn encode(&self) -> [u8; 25] {
+        let mut out = [0u8; 25];
+        out[0] = INDEX_FORMAT_V2;
+        out[1..9].copy_from_slice(&self.chunk.0.to_le_bytes());
+        out[9..17].copy_from_slice(&self.first_position.0.to_le_bytes());
+        out[17..21].copy_from_slice(&self.count.to_le_bytes());
+        let crc = crc32fast::hash(&out[..21]);
+        out[21..25].copy_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    /// Encodes the entry in format 1 (fixtures and tests only; `chunk` must equal
+    /// `first_position`).
+    pub fn encode_v1(&self) -> [u8; 17] {
         let mut out = [0u8; 17];
         out[0] = INDEX_FORMAT_V1;
         out[1..9].copy_from_slice(&self.first_position.0.to_le_bytes());
@@ -413,31 +449,38 @@ impl IndexEntry {
         out
     }
 
-    /// Decodes an entry; `what` names it in errors.
+    /// Decodes an entry of format 1 or 2; `what` names it in errors.
     ///
     /// # Errors
     /// [`Error::Corrupt`] on a bad length, format or checksum.
     pub fn decode(bytes: &[u8], what: &str) -> Result<Self, Error> {
         let bad = |reason: &str| Error::corrupt(Position::NONE, format!("{what}: {reason}"));
-        if bytes.len() != 17 {
-            return Err(bad("wrong length"));
-        }
-        if bytes[0] != INDEX_FORMAT_V1 {
-            return Err(bad("unknown index format"));
-        }
+        let u64_at = |at: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&bytes[at..at + 8]);
+            u64::from_le_bytes(b)
+        };
+        let u32_at = |at: usize| {
+            u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+        };
+        let entry = match (bytes.first(), bytes.len()) {
+            (Some(&INDEX_FORMAT_V1), 17) => IndexEntry {
+                chunk: Position(u64_at(1)),
+                first_position: Position(u64_at(1)),
+                count: u32_at(9),
+            },
+            (Some(&INDEX_FORMAT_V2), 25) => IndexEntry {
+                chunk: Position(u64_at(1)),
+                first_position: Position(u64_at(9)),
+                count: u32_at(17),
+            },
+            _ => return Err(bad("unknown index format or wrong length")),
+        };
         if !trailing_crc_ok(bytes) {
             return Err(bad("checksum mismatch"));
         }
-        let mut p = [0u8; 8];
-        p.copy_from_slice(&bytes[1..9]);
-        let mut c = [0u8; 4];
-        c.copy_from_slice(&bytes[9..13]);
-        let entry = IndexEntry {
-            first_position: Position(u64::from_le_bytes(p)),
-            count: u32::from_le_bytes(c),
-        };
-        if entry.count == 0 || entry.first_position == Position::NONE {
-            return Err(bad("empty entry"));
+        if entry.count == 0 || entry.chunk == Position::NONE || entry.first_position < entry.chunk {
+            return Err(bad("empty or inconsistent entry"));
         }
         Ok(entry)
     }
@@ -591,9 +634,29 @@ mod tests {
                 ..
             })
         ));
-        let gap = chunk_of(&[sample(10, 1), sample(11, 3)]);
+        // Format 1 chunks hold one stream run: a version gap is corrupt.
+        let mut recs = Vec::new();
+        encode_record(&sample(10, 1), &mut recs);
+        encode_record(&sample(11, 3), &mut recs);
+        let gap = encode_chunk_as(CHUNK_FORMAT_V1, 2, &recs);
         assert!(matches!(
             decode_chunk(&gap, Position(10)),
+            Err(Error::Corrupt {
+                position: Position(11),
+                ..
+            })
+        ));
+        // Format 2 chunks hold a group: any streams, but contiguous positions.
+        let mut other = sample(11, 7);
+        other.stream = StreamId::new("account-2").unwrap();
+        let group = vec![sample(10, 1), other];
+        assert_eq!(
+            decode_chunk(&chunk_of(&group), Position(10)).unwrap(),
+            group
+        );
+        let hole = chunk_of(&[sample(10, 1), sample(12, 2)]);
+        assert!(matches!(
+            decode_chunk(&hole, Position(10)),
             Err(Error::Corrupt {
                 position: Position(11),
                 ..
@@ -647,6 +710,7 @@ mod tests {
     #[test]
     fn index_entries_round_trip_and_detect_damage() {
         let e = IndexEntry {
+            chunk: Position(40),
             first_position: Position(42),
             count: 3,
         };
@@ -657,6 +721,11 @@ mod tests {
             bad[i] ^= 0x10;
             assert!(IndexEntry::decode(&bad, "x").is_err());
         }
+        let v1 = IndexEntry {
+            chunk: Position(42),
+            ..e
+        };
+        assert_eq!(IndexEntry::decode(&v1.encode_v1(), "x").unwrap(), v1);
         let id = EventId::new();
         let b = encode_id_entry(Position(9));
         assert_eq!(decode_id_entry(&b, id).unwrap(), Position(9));
