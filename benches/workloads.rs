@@ -26,6 +26,9 @@ mod domain;
 
 use domain::{Account, AccountCommand, AccountEvent};
 
+#[path = "../examples/support/tickets.rs"]
+mod tickets;
+
 struct Args {
     workload: String,
     concurrency: Option<usize>,
@@ -109,8 +112,9 @@ fn main() {
         "w1" => rt.block_on(w1(&args)),
         "w2" => rt.block_on(w2()),
         "w3" => rt.block_on(w3(&args)),
+        "w4" => rt.block_on(w4(&args)),
         other => {
-            eprintln!("unknown workload {other:?}; known: w1, w2, w3, w5");
+            eprintln!("unknown workload {other:?}; known: w1, w2, w3, w4, w5");
             std::process::exit(2);
         }
     }
@@ -600,5 +604,133 @@ async fn w3(args: &Args) {
         total,
         secs,
         ",\"target\":\"kv read model\",\"batch\":1000",
+    );
+}
+
+/// W4: index 100,000 ticket events (title + ~100-word body) into the tantivy read model
+/// (events/s); then, with appends arriving at a steady rate, the lag from append ack to
+/// searchable (p50, p99).
+async fn w4(args: &Args) {
+    use annals::projections::{
+        ProjectionConfig, ProjectionRunner, SearchConfig, SearchProjection, project_until,
+    };
+    use std::time::Duration;
+
+    let n = args.commands.unwrap_or(100_000);
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path().join("store")).unwrap();
+    for chunk in (0..n as u64).collect::<Vec<_>>().chunks(500) {
+        let mut tasks = Vec::new();
+        for &i in chunk {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let s = StreamId::new(format!("ticket-t{i}")).unwrap();
+                store
+                    .append(
+                        &s,
+                        ExpectedVersion::NoStream,
+                        vec![tickets::generated(i).data()],
+                    )
+                    .await
+                    .unwrap();
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    }
+    let config = SearchConfig {
+        commit_every_events: 20_000,
+        commit_every: Duration::from_secs(5),
+        ..SearchConfig::default()
+    };
+    let mut projection = SearchProjection::open(
+        tickets::TicketSearch::default(),
+        dir.path().join("search"),
+        config,
+    )
+    .unwrap();
+    let started = Instant::now();
+    project_until(&store, &mut projection, store.head_position(), 1000)
+        .await
+        .unwrap();
+    annals::projections::Projection::commit(&mut projection)
+        .await
+        .unwrap();
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(projection.index().num_docs(), n as u64);
+    line(
+        "annals-sled",
+        "w4",
+        n,
+        secs,
+        ",\"phase\":\"index\",\"threads\":1",
+    );
+    drop(projection);
+
+    // Live: a steady rate of appends, each timed from ack until searchable.
+    let rate = 500u64;
+    let count = 2_000u64;
+    let db = sled::Config::new().temporary(true).open().unwrap();
+    let config = SearchConfig {
+        commit_every_events: 10_000,
+        commit_every: Duration::from_millis(50),
+        ..SearchConfig::default()
+    };
+    let projection = SearchProjection::open(
+        tickets::TicketSearch::default(),
+        dir.path().join("search"),
+        config,
+    )
+    .unwrap();
+    let runner = ProjectionRunner::new(store.clone(), &db).unwrap();
+    let h = runner
+        .start(Box::new(projection), ProjectionConfig::default())
+        .unwrap();
+    h.wait_for(store.head_position(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    let mut lags = Vec::new();
+    let mut waits = Vec::new();
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let started = Instant::now();
+    for i in 0..count {
+        let due = started + interval * i as u32;
+        tokio::time::sleep_until(due.into()).await;
+        let id = n as u64 + i;
+        let s = StreamId::new(format!("ticket-t{id}")).unwrap();
+        let r = store
+            .append(
+                &s,
+                ExpectedVersion::NoStream,
+                vec![tickets::generated(id).data()],
+            )
+            .await
+            .unwrap();
+        let acked = Instant::now();
+        let h = h.clone();
+        waits.push(tokio::spawn(async move {
+            h.wait_for(r.last_position, Duration::from_secs(30))
+                .await
+                .unwrap();
+            acked.elapsed().as_secs_f64()
+        }));
+        if waits.len() >= 64 {
+            for w in waits.drain(..) {
+                lags.push(w.await.unwrap());
+            }
+        }
+    }
+    for w in waits {
+        lags.push(w.await.unwrap());
+    }
+    runner.shutdown().await;
+    lags.sort_by(f64::total_cmp);
+    let p = |q: f64| lags[((lags.len() as f64 - 1.0) * q) as usize] * 1000.0;
+    println!(
+        "{{\"system\":\"annals-sled\",\"workload\":\"w4\",\"phase\":\"lag\",\"ops\":{count},\"rate_per_sec\":{rate},\"p50_ms\":{:.1},\"p99_ms\":{:.1},\"max_ms\":{:.1}}}",
+        p(0.5),
+        p(0.99),
+        p(1.0)
     );
 }

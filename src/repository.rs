@@ -236,10 +236,11 @@ where
             return;
         }
         let mut cache = lock(&self.cache);
-        if cache.len() >= self.cache_capacity && !cache.contains_key(stream) {
-            if let Some(victim) = cache.keys().next().cloned() {
-                cache.remove(&victim);
-            }
+        if cache.len() >= self.cache_capacity
+            && !cache.contains_key(stream)
+            && let Some(victim) = cache.keys().next().cloned()
+        {
+            cache.remove(&victim);
         }
         match cache.get(stream) {
             Some((_, v)) if *v > version => {}
@@ -448,10 +449,10 @@ where
         command: &A::Command,
         ctx: &CommandContext,
     ) -> Res<Executed<A::Event>, A> {
-        if let Some(cid) = ctx.command_id {
-            if let Some(done) = self.already_executed(stream, cid).await? {
-                return Ok(done);
-            }
+        if let Some(cid) = ctx.command_id
+            && let Some(done) = self.already_executed(stream, cid).await?
+        {
+            return Ok(done);
         }
         let metadata = ctx.event_metadata();
         let mut attempt = 0;

@@ -126,13 +126,13 @@ fn validate(input: &DeriveInput, types: &[EventType], errors: &mut Errors) {
             "DomainEvent cannot be derived for a generic type",
         ));
     }
-    if let Data::Enum(data) = &input.data {
-        if data.variants.is_empty() {
-            errors.push(syn::Error::new(
-                input.ident.span(),
-                "an event enum needs at least one variant",
-            ));
-        }
+    if let Data::Enum(data) = &input.data
+        && data.variants.is_empty()
+    {
+        errors.push(syn::Error::new(
+            input.ident.span(),
+            "an event enum needs at least one variant",
+        ));
     }
     let mut seen: HashMap<String, &Ident> = HashMap::new();
     for t in types {

@@ -51,6 +51,15 @@ pub enum ProjectionError {
     /// A projection of that name is already running.
     #[error("a projection named {0:?} is already running")]
     AlreadyRunning(String),
+    /// A search query could not be parsed (or names an unknown field). Show `reason` to the
+    /// user.
+    #[error("bad query {query:?}: {reason}")]
+    Query {
+        /// The query text.
+        query: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The worker has shut down.
     #[error("projection worker has shut down")]
     Closed,

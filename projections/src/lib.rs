@@ -11,6 +11,10 @@
 //! * [`KvReadModel`] / [`KvProjection`]: a typed sled key-value read model whose writes and
 //!   checkpoint land in one atomic batch.
 //! * [`project_until`]: a read model as it was at a position.
+//! * [`SearchProjection`]: a tantivy full-text read model — upserts by id, commits every N
+//!   events or T ms with the checkpoint in the commit payload, rebuilds beside the live
+//!   index and swaps it in without downtime; [`SearchIndex`] answers queries with scores,
+//!   stored fields and highlighted snippets.
 //!
 //! The runtime reads events only through [`annals_core::EventStore`], so it works over any
 //! store.
@@ -54,6 +58,7 @@ mod kv;
 mod parked;
 mod projection;
 mod runner;
+mod search;
 
 pub use error::ProjectionError;
 pub use kv::{KvProjection, KvProjector, KvReadModel, KvWriter};
@@ -63,5 +68,13 @@ pub use runner::{
     FailurePolicy, Progress, ProgressFn, ProjectionConfig, ProjectionHandle, ProjectionRunner,
     RetryPolicy, Status, WorkerState, project_until,
 };
+
+pub use search::{
+    CurrentDoc, FastFilter, Hit, SearchConfig, SearchIndex, SearchOp, SearchProjection,
+    SearchProjector,
+};
+
+/// tantivy, re-exported so that schemas and documents are built with the same version.
+pub use tantivy;
 
 pub use annals_core::{EventStore, Filter, Position, RecordedEvent, Subscription};

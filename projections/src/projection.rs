@@ -48,6 +48,38 @@ pub trait Projection: Send + Sync + 'static {
         checkpoint: Checkpoint,
     ) -> Result<(), ProjectionError>;
 
-    /// Removes everything from the read model, checkpoint included (for rebuilds).
+    /// Removes everything from the read model, checkpoint included (for rebuilds). A read
+    /// model that can rebuild without downtime starts a fresh copy here and keeps serving
+    /// the old one until [`Projection::rebuilt`].
     async fn clear(&mut self) -> Result<(), ProjectionError>;
+
+    /// Read models that commit on their own schedule (a search index committing every N
+    /// events or T milliseconds) return the last position whose effect readers can see;
+    /// `wait_for` and lag use it. `None` (the default): everything applied is visible.
+    fn visible(&self) -> Option<Position> {
+        None
+    }
+
+    /// How long applied-but-invisible events may wait for a [`Projection::commit`] when no
+    /// new events arrive. `None` (the default): never needed.
+    fn commit_interval(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    /// Makes everything applied visible and durable now.
+    ///
+    /// # Errors
+    /// The read model's storage error (retried later).
+    async fn commit(&mut self) -> Result<(), ProjectionError> {
+        Ok(())
+    }
+
+    /// Called when a rebuild has caught up with the head it started from: a read model
+    /// built beside the live one swaps it in here.
+    ///
+    /// # Errors
+    /// The read model's storage error.
+    async fn rebuilt(&mut self) -> Result<(), ProjectionError> {
+        Ok(())
+    }
 }

@@ -434,7 +434,23 @@ impl<S: EventStore> Worker<S> {
         } else {
             WorkerState::Running
         };
-        self.state.send_replace((self.checkpoint, state));
+        self.state.send_replace((self.visible(), state));
+    }
+
+    /// What readers of the read model can see: the checkpoint, or less for read models that
+    /// commit on their own schedule.
+    fn visible(&self) -> Position {
+        self.projection
+            .visible()
+            .map_or(self.checkpoint, |v| v.min(self.checkpoint))
+    }
+
+    /// Commits applied-but-invisible events (read models with their own commit schedule).
+    async fn commit_pending(&mut self) {
+        if let Err(e) = self.projection.commit().await {
+            tracing::warn!(error = %e, "read model commit failed; retrying later");
+        }
+        self.publish();
     }
 
     fn checkpoint_at(&self, position: Position) -> Checkpoint {
@@ -460,6 +476,7 @@ impl<S: EventStore> Worker<S> {
         }
         self.publish();
         let mut sub = self.store.subscribe_all(self.checkpoint.next());
+        let commit_interval = self.projection.commit_interval();
         loop {
             if self.paused || self.stopped.is_some() {
                 match self.control.recv().await {
@@ -468,12 +485,17 @@ impl<S: EventStore> Worker<S> {
                 }
                 continue;
             }
+            let uncommitted = self.visible() < self.checkpoint;
+            let commit_wait = commit_interval.unwrap_or(Duration::from_secs(3600));
             tokio::select! {
                 biased;
                 c = self.control.recv() => match c {
                     None | Some(Control::Shutdown) => break,
                     Some(c) => self.on_control(c, &mut sub).await,
                 },
+                () = tokio::time::sleep(commit_wait), if uncommitted && commit_interval.is_some() => {
+                    self.commit_pending().await;
+                }
                 first = sub.next_batch(self.config.batch_size) => match first {
                     None => break,
                     Some(Err(e)) => {
@@ -558,10 +580,10 @@ impl<S: EventStore> Worker<S> {
         self.stopped = None;
         let target = self.store.head_position();
         self.rebuild = Some((target, progress, reply));
-        self.check_rebuild_done();
+        self.check_rebuild_done().await;
     }
 
-    fn check_rebuild_done(&mut self) {
+    async fn check_rebuild_done(&mut self) {
         let done = match &self.rebuild {
             Some((target, progress, _)) => {
                 if let Some(p) = progress {
@@ -574,10 +596,10 @@ impl<S: EventStore> Worker<S> {
             }
             None => false,
         };
-        if done {
-            if let Some((_, _, reply)) = self.rebuild.take() {
-                let _ = reply.send(Ok(self.checkpoint));
-            }
+        if done && let Some((_, _, reply)) = self.rebuild.take() {
+            let r = self.projection.rebuilt().await.map(|()| self.checkpoint);
+            self.publish();
+            let _ = reply.send(r);
         }
     }
 
@@ -634,7 +656,7 @@ impl<S: EventStore> Worker<S> {
         .instrument(span)
         .await;
         self.publish();
-        self.check_rebuild_done();
+        self.check_rebuild_done().await;
     }
 
     async fn apply_with_retry(

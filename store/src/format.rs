@@ -391,13 +391,14 @@ fn decode_chunk_records(
                 format!("record claims position {}", event.position),
             ));
         }
-        if let (true, Some(prev)) = (one_run, prev) {
-            if event.stream != prev.stream || event.version.0 != prev.version.0.saturating_add(1) {
-                return Err(Error::corrupt(
-                    expected,
-                    "chunk records are not one contiguous stream run",
-                ));
-            }
+        let breaks_run = |prev: &RecordedEvent| {
+            event.stream != prev.stream || event.version.0 != prev.version.0.saturating_add(1)
+        };
+        if one_run && prev.is_some_and(breaks_run) {
+            return Err(Error::corrupt(
+                expected,
+                "chunk records are not one contiguous stream run",
+            ));
         }
         at += used;
         out.push(event);

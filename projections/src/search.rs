@@ -1,0 +1,628 @@
+//! A full-text search read model on tantivy: checkpointed in the commit payload, idempotent
+//! upserts, rebuilt beside the live index and swapped in without downtime.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use annals_core::{Position, RecordedEvent};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tantivy::collector::{Count, TopDocs};
+use tantivy::directory::MmapDirectory;
+use tantivy::indexer::LogMergePolicy;
+use tantivy::query::{BooleanQuery, Occur, Query, QueryParser, RangeQuery, TermQuery};
+use tantivy::schema::{Field, IndexRecordOption, Schema, Value};
+use tantivy::snippet::SnippetGenerator;
+use tantivy::{Document, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+
+use crate::error::ProjectionError;
+use crate::projection::{Checkpoint, Projection};
+
+fn tantivy_err(e: impl std::fmt::Display) -> ProjectionError {
+    ProjectionError::ReadModel(format!("search index: {e}"))
+}
+
+/// What one event does to the index.
+#[derive(Debug)]
+pub enum SearchOp {
+    /// Insert or replace the document with this id (`delete_term` + `add_document`).
+    Upsert {
+        /// The document id (stored in the projector's id field).
+        id: String,
+        /// The whole document; the id field is set by the runtime.
+        doc: TantivyDocument,
+    },
+    /// Remove the document with this id.
+    Delete {
+        /// The document id.
+        id: String,
+    },
+}
+
+/// Looks up the current version of a document (including changes not yet committed).
+pub type CurrentDoc<'a> = &'a dyn Fn(&str) -> Option<TantivyDocument>;
+
+/// Maps events to index operations.
+pub trait SearchProjector: Send + Sync + 'static {
+    /// The projection's name.
+    fn name(&self) -> &str;
+    /// The projection's version: bump it (or change the schema) to rebuild.
+    fn version(&self) -> u32 {
+        1
+    }
+    /// The schema. It must have a `STRING | STORED` field named [`SearchProjector::id_field`].
+    fn schema(&self) -> Schema;
+    /// The name of the id field.
+    fn id_field(&self) -> &str {
+        "id"
+    }
+    /// Fields searched when a query names none.
+    fn default_fields(&self) -> Vec<String>;
+    /// What `event` does to the index; `current` returns a document as it stands now.
+    ///
+    /// # Errors
+    /// Any message; the runtime retries, then parks or stops.
+    fn map(&self, event: &RecordedEvent, current: CurrentDoc<'_>) -> Result<Vec<SearchOp>, String>;
+}
+
+/// Options of the search read model.
+#[derive(Clone, Debug)]
+pub struct SearchConfig {
+    /// Commit after this many events ...
+    pub commit_every_events: usize,
+    /// ... or this long after the first uncommitted one, whichever comes first.
+    pub commit_every: Duration,
+    /// The index writer's memory budget in bytes (at least 15 MB per thread).
+    pub memory_budget: usize,
+    /// Indexing threads (1 suits small machines).
+    pub threads: usize,
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        Self {
+            commit_every_events: 10_000,
+            commit_every: Duration::from_millis(100),
+            memory_budget: 64 * 1024 * 1024,
+            threads: 1,
+        }
+    }
+}
+
+/// One search result.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Hit {
+    /// The document id.
+    pub id: String,
+    /// The relevance score.
+    pub score: f32,
+    /// The stored fields, as JSON values (a list per field).
+    pub fields: BTreeMap<String, serde_json::Value>,
+    /// An HTML snippet of the first default field with the matched terms in `<b>`.
+    pub snippet: String,
+}
+
+/// A range filter on a `u64` fast field: `min ..= max`.
+#[derive(Clone, Debug)]
+pub struct FastFilter {
+    /// The field name.
+    pub field: String,
+    /// Lowest value included.
+    pub min: u64,
+    /// Highest value included.
+    pub max: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Payload {
+    position: u64,
+    version: u32,
+}
+
+/// One on-disk copy of the index.
+struct Generation {
+    number: u64,
+    index: Index,
+    reader: IndexReader,
+}
+
+impl Generation {
+    fn open(base: &Path, number: u64, schema: &Schema) -> Result<Self, ProjectionError> {
+        let dir = base.join(format!("gen-{number}"));
+        std::fs::create_dir_all(&dir).map_err(tantivy_err)?;
+        let mmap = MmapDirectory::open(&dir).map_err(tantivy_err)?;
+        let index = Index::open_or_create(mmap, schema.clone()).map_err(tantivy_err)?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .map_err(tantivy_err)?;
+        Ok(Self {
+            number,
+            index,
+            reader,
+        })
+    }
+
+    fn checkpoint(&self) -> Result<Option<Checkpoint>, ProjectionError> {
+        let metas = self.index.load_metas().map_err(tantivy_err)?;
+        match metas.payload {
+            Some(p) => {
+                let p: Payload = serde_json::from_str(&p).map_err(tantivy_err)?;
+                Ok(Some(Checkpoint {
+                    position: Position(p.position),
+                    version: p.version,
+                }))
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+struct Live {
+    generation: Arc<Generation>,
+}
+
+/// A query handle on the live index (cheap to clone). After a rebuild it follows the new
+/// index; while a rebuild runs it keeps answering from the old one.
+#[derive(Clone)]
+pub struct SearchIndex {
+    live: Arc<RwLock<Live>>,
+    schema: Schema,
+    id_field: Field,
+    default_fields: Vec<Field>,
+}
+
+impl SearchIndex {
+    fn generation(&self) -> Arc<Generation> {
+        Arc::clone(
+            &self
+                .live
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .generation,
+        )
+    }
+
+    fn parse(
+        &self,
+        generation: &Generation,
+        query: &str,
+    ) -> Result<Box<dyn Query>, ProjectionError> {
+        let parser = QueryParser::for_index(&generation.index, self.default_fields.clone());
+        parser
+            .parse_query(query)
+            .map_err(|e| ProjectionError::Query {
+                query: query.to_owned(),
+                reason: e.to_string(),
+            })
+    }
+
+    fn with_filters(
+        &self,
+        query: Box<dyn Query>,
+        filters: &[FastFilter],
+    ) -> Result<Box<dyn Query>, ProjectionError> {
+        if filters.is_empty() {
+            return Ok(query);
+        }
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, query)];
+        for f in filters {
+            let field = self
+                .schema
+                .get_field(&f.field)
+                .map_err(|_| ProjectionError::Query {
+                    query: f.field.clone(),
+                    reason: "no such field".into(),
+                })?;
+            let range = RangeQuery::new(
+                Bound::Included(Term::from_field_u64(field, f.min)),
+                Bound::Included(Term::from_field_u64(field, f.max)),
+            );
+            clauses.push((Occur::Must, Box::new(range)));
+        }
+        Ok(Box::new(BooleanQuery::new(clauses)))
+    }
+
+    /// The best `limit` documents for `query` (tantivy's query syntax over the default
+    /// fields: `words`, `field:word`, `"a phrase"`, `a AND b`, `-word`, ...).
+    ///
+    /// # Errors
+    /// [`ProjectionError::Query`] for a malformed query; index errors.
+    pub fn search(&self, query: &str, limit: usize) -> Result<Vec<Hit>, ProjectionError> {
+        self.search_filtered(query, &[], limit)
+    }
+
+    /// [`SearchIndex::search`] restricted by ranges on `u64` fast fields.
+    ///
+    /// # Errors
+    /// As [`SearchIndex::search`], or an unknown filter field.
+    pub fn search_filtered(
+        &self,
+        query: &str,
+        filters: &[FastFilter],
+        limit: usize,
+    ) -> Result<Vec<Hit>, ProjectionError> {
+        let generation = self.generation();
+        let parsed = self.parse(&generation, query)?;
+        let query = self.with_filters(parsed.box_clone(), filters)?;
+        let searcher = generation.reader.searcher();
+        let top = searcher
+            .search(&query, &TopDocs::with_limit(limit.max(1)).order_by_score())
+            .map_err(tantivy_err)?;
+        let snippets = match self.default_fields.first() {
+            Some(f) => {
+                Some(SnippetGenerator::create(&searcher, &*parsed, *f).map_err(tantivy_err)?)
+            }
+            None => None,
+        };
+        let mut hits = Vec::with_capacity(top.len());
+        for (score, address) in top.into_iter().take(limit) {
+            let doc: TantivyDocument = searcher.doc(address).map_err(tantivy_err)?;
+            let id = doc
+                .get_first(self.id_field)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned();
+            let fields = match serde_json::from_str::<serde_json::Value>(&doc.to_json(&self.schema))
+            {
+                Ok(serde_json::Value::Object(map)) => map.into_iter().collect(),
+                _ => BTreeMap::new(),
+            };
+            let snippet = snippets
+                .as_ref()
+                .map(|g| g.snippet_from_doc(&doc).to_html())
+                .unwrap_or_default();
+            hits.push(Hit {
+                id,
+                score,
+                fields,
+                snippet,
+            });
+        }
+        Ok(hits)
+    }
+
+    /// How many documents match `query`.
+    ///
+    /// # Errors
+    /// As [`SearchIndex::search`].
+    pub fn count(&self, query: &str) -> Result<usize, ProjectionError> {
+        let generation = self.generation();
+        let query = self.parse(&generation, query)?;
+        generation
+            .reader
+            .searcher()
+            .search(&query, &Count)
+            .map_err(tantivy_err)
+    }
+
+    /// How many documents the index holds.
+    pub fn num_docs(&self) -> u64 {
+        self.generation().reader.searcher().num_docs()
+    }
+
+    /// The stored document with this id, if any (committed state).
+    ///
+    /// # Errors
+    /// Index errors.
+    pub fn get(&self, id: &str) -> Result<Option<TantivyDocument>, ProjectionError> {
+        lookup(&self.generation(), self.id_field, id)
+    }
+}
+
+fn lookup(
+    generation: &Generation,
+    id_field: Field,
+    id: &str,
+) -> Result<Option<TantivyDocument>, ProjectionError> {
+    let searcher = generation.reader.searcher();
+    let q = TermQuery::new(
+        Term::from_field_text(id_field, id),
+        IndexRecordOption::Basic,
+    );
+    let top = searcher
+        .search(&q, &TopDocs::with_limit(1).order_by_score())
+        .map_err(tantivy_err)?;
+    match top.first() {
+        Some((_, address)) => Ok(Some(searcher.doc(*address).map_err(tantivy_err)?)),
+        None => Ok(None),
+    }
+}
+
+/// The search read model as a [`Projection`].
+pub struct SearchProjection<P: SearchProjector> {
+    projector: P,
+    base: PathBuf,
+    config: SearchConfig,
+    handle: SearchIndex,
+    /// The generation being written (the live one, or a rebuild's).
+    writing: Arc<Generation>,
+    writer: IndexWriter,
+    pending: HashMap<String, Option<TantivyDocument>>,
+    uncommitted: usize,
+    first_uncommitted: Option<Instant>,
+    applied: Position,
+    committed: Position,
+}
+
+fn current_file(base: &Path) -> PathBuf {
+    base.join("CURRENT")
+}
+
+fn read_current(base: &Path) -> Option<u64> {
+    std::fs::read_to_string(current_file(base))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Points `CURRENT` at `number` atomically (write, fsync, rename, fsync the directory).
+fn write_current(base: &Path, number: u64) -> Result<(), ProjectionError> {
+    let tmp = base.join("CURRENT.tmp");
+    std::fs::write(&tmp, number.to_string()).map_err(tantivy_err)?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(tantivy_err)?;
+    std::fs::rename(&tmp, current_file(base)).map_err(tantivy_err)?;
+    std::fs::File::open(base)
+        .and_then(|f| f.sync_all())
+        .map_err(tantivy_err)?;
+    Ok(())
+}
+
+impl<P: SearchProjector> SearchProjection<P> {
+    /// Opens (or creates) the index of `projector` under directory `base`.
+    ///
+    /// # Errors
+    /// [`ProjectionError::ReadModel`] when the schema lacks the id field or the index cannot
+    /// be opened.
+    pub fn open(
+        projector: P,
+        base: impl AsRef<Path>,
+        config: SearchConfig,
+    ) -> Result<Self, ProjectionError> {
+        let base = base.as_ref().to_path_buf();
+        std::fs::create_dir_all(&base).map_err(tantivy_err)?;
+        let schema = projector.schema();
+        let id_field = schema.get_field(projector.id_field()).map_err(|_| {
+            tantivy_err(format!("schema has no id field {:?}", projector.id_field()))
+        })?;
+        let mut default_fields = Vec::new();
+        for name in projector.default_fields() {
+            default_fields.push(
+                schema
+                    .get_field(&name)
+                    .map_err(|_| tantivy_err(format!("no default field {name:?}")))?,
+            );
+        }
+        let number = match read_current(&base) {
+            Some(n) => n,
+            None => {
+                write_current(&base, 1)?;
+                1
+            }
+        };
+        // A stored index of another schema cannot be opened with this one: start a new
+        // generation (empty, so the runner rebuilds it from the start).
+        let generation = match Generation::open(&base, number, &schema) {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot open the search index; starting a new one");
+                let g = Generation::open(&base, number + 1, &schema)?;
+                write_current(&base, g.number)?;
+                g
+            }
+        };
+        let generation = Arc::new(generation);
+        remove_other_generations(&base, generation.number);
+        let writer = Self::writer_for(&generation, &config)?;
+        let committed = generation
+            .checkpoint()?
+            .map_or(Position::NONE, |c| c.position);
+        let handle = SearchIndex {
+            live: Arc::new(RwLock::new(Live {
+                generation: Arc::clone(&generation),
+            })),
+            schema,
+            id_field,
+            default_fields,
+        };
+        Ok(Self {
+            projector,
+            base,
+            config,
+            handle,
+            writing: generation,
+            writer,
+            pending: HashMap::new(),
+            uncommitted: 0,
+            first_uncommitted: None,
+            applied: committed,
+            committed,
+        })
+    }
+
+    fn writer_for(
+        generation: &Generation,
+        config: &SearchConfig,
+    ) -> Result<IndexWriter, ProjectionError> {
+        let threads = config.threads.max(1);
+        let budget = config.memory_budget.max(15_000_000 * threads);
+        let writer: IndexWriter = generation
+            .index
+            .writer_with_num_threads(threads, budget)
+            .map_err(tantivy_err)?;
+        let mut policy = LogMergePolicy::default();
+        policy.set_del_docs_ratio_before_merge(0.3);
+        writer.set_merge_policy(Box::new(policy));
+        Ok(writer)
+    }
+
+    /// The query handle.
+    pub fn index(&self) -> SearchIndex {
+        self.handle.clone()
+    }
+
+    fn id_term(&self, id: &str) -> Term {
+        Term::from_field_text(self.handle.id_field, id)
+    }
+
+    fn commit_now(&mut self) -> Result<(), ProjectionError> {
+        let payload = serde_json::to_string(&Payload {
+            position: self.applied.0,
+            version: self.projector.version(),
+        })
+        .map_err(tantivy_err)?;
+        let mut prepared = self.writer.prepare_commit().map_err(tantivy_err)?;
+        prepared.set_payload(&payload);
+        prepared.commit().map_err(tantivy_err)?;
+        self.writing.reader.reload().map_err(tantivy_err)?;
+        self.pending.clear();
+        self.uncommitted = 0;
+        self.first_uncommitted = None;
+        self.committed = self.applied;
+        Ok(())
+    }
+}
+
+fn remove_other_generations(base: &Path, keep: u64) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(n) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("gen-"))
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        if n != keep
+            && let Err(e) = std::fs::remove_dir_all(entry.path())
+        {
+            tracing::warn!(error = %e, generation = n, "cannot remove an old search index");
+        }
+    }
+}
+
+#[async_trait]
+impl<P: SearchProjector> Projection for SearchProjection<P> {
+    fn name(&self) -> &str {
+        self.projector.name()
+    }
+
+    fn version(&self) -> u32 {
+        self.projector.version()
+    }
+
+    async fn checkpoint(&self) -> Result<Option<Checkpoint>, ProjectionError> {
+        self.writing.checkpoint()
+    }
+
+    async fn apply(
+        &mut self,
+        events: &[RecordedEvent],
+        checkpoint: Checkpoint,
+    ) -> Result<(), ProjectionError> {
+        for e in events {
+            let ops = {
+                let pending = &self.pending;
+                let generation = &self.writing;
+                let id_field = self.handle.id_field;
+                let current = |id: &str| -> Option<TantivyDocument> {
+                    match pending.get(id) {
+                        Some(doc) => doc.clone(),
+                        None => lookup(generation, id_field, id).ok().flatten(),
+                    }
+                };
+                self.projector
+                    .map(e, &current)
+                    .map_err(|m| ProjectionError::handler(e.position, m))?
+            };
+            for op in ops {
+                match op {
+                    SearchOp::Upsert { id, mut doc } => {
+                        self.writer.delete_term(self.id_term(&id));
+                        if doc.get_first(self.handle.id_field).is_none() {
+                            doc.add_text(self.handle.id_field, &id);
+                        }
+                        self.writer.add_document(doc.clone()).map_err(tantivy_err)?;
+                        self.pending.insert(id, Some(doc));
+                    }
+                    SearchOp::Delete { id } => {
+                        self.writer.delete_term(self.id_term(&id));
+                        self.pending.insert(id, None);
+                    }
+                }
+            }
+        }
+        self.applied = checkpoint.position;
+        self.uncommitted += events.len();
+        let first = *self.first_uncommitted.get_or_insert_with(Instant::now);
+        if events.is_empty()
+            || self.uncommitted >= self.config.commit_every_events
+            || first.elapsed() >= self.config.commit_every
+        {
+            self.commit_now()?;
+        }
+        Ok(())
+    }
+
+    async fn clear(&mut self) -> Result<(), ProjectionError> {
+        // Build the new index beside the live one; queries keep using the live one.
+        let schema = self.handle.schema.clone();
+        let number = self.writing.number.max(self.handle.generation().number) + 1;
+        let _ = std::fs::remove_dir_all(self.base.join(format!("gen-{number}")));
+        let generation = Arc::new(Generation::open(&self.base, number, &schema)?);
+        self.writer = Self::writer_for(&generation, &self.config)?;
+        self.writing = generation;
+        self.pending.clear();
+        self.uncommitted = 0;
+        self.first_uncommitted = None;
+        self.applied = Position::NONE;
+        self.committed = Position::NONE;
+        Ok(())
+    }
+
+    fn visible(&self) -> Option<Position> {
+        Some(self.committed)
+    }
+
+    fn commit_interval(&self) -> Option<Duration> {
+        Some(self.config.commit_every)
+    }
+
+    async fn commit(&mut self) -> Result<(), ProjectionError> {
+        if self.committed < self.applied {
+            self.commit_now()?;
+        }
+        Ok(())
+    }
+
+    async fn rebuilt(&mut self) -> Result<(), ProjectionError> {
+        self.commit_now()?;
+        let live = self.handle.generation();
+        if live.number == self.writing.number {
+            return Ok(());
+        }
+        write_current(&self.base, self.writing.number)?;
+        self.handle
+            .live
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .generation = Arc::clone(&self.writing);
+        drop(live);
+        remove_other_generations(&self.base, self.writing.number);
+        tracing::info!(
+            generation = self.writing.number,
+            "rebuilt search index swapped in"
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,319 @@
+//! The tantivy search read model: found after `wait_for`, idempotent replay, bad queries,
+//! rebuild while queries run, version change on start, filters and snippets.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../examples/support/tickets.rs"]
+mod tickets;
+
+use std::time::Duration;
+
+use annals::prelude::*;
+use annals::projections::*;
+use tickets::{TicketEvent, TicketSearch, generated};
+
+fn temp_db() -> sled::Db {
+    sled::Config::new().temporary(true).open().unwrap()
+}
+
+async fn put(store: &MemStore, e: TicketEvent) -> Position {
+    let id = match &e {
+        TicketEvent::Opened { ticket, .. }
+        | TicketEvent::Commented { ticket, .. }
+        | TicketEvent::Closed { ticket }
+        | TicketEvent::Deleted { ticket } => ticket.clone(),
+    };
+    let s = StreamId::new(format!("ticket-{id}")).unwrap();
+    store
+        .append(&s, ExpectedVersion::Any, vec![e.data()])
+        .await
+        .unwrap()
+        .last_position
+}
+
+fn config() -> SearchConfig {
+    SearchConfig {
+        commit_every_events: 50,
+        commit_every: Duration::from_millis(20),
+        ..SearchConfig::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_are_found_after_wait_for_with_snippets_filters_and_counts() {
+    let store = MemStore::new();
+    let dir = tempfile::tempdir().unwrap();
+    let db = temp_db();
+    let projection = SearchProjection::open(TicketSearch::default(), dir.path(), config()).unwrap();
+    let index = projection.index();
+    let runner = ProjectionRunner::new(store.clone(), &db).unwrap();
+    let h = runner
+        .start(Box::new(projection), ProjectionConfig::default())
+        .unwrap();
+    put(
+        &store,
+        TicketEvent::Opened {
+            ticket: "a".into(),
+            title: "Printer on fire".into(),
+            body: "the office printer smokes".into(),
+            priority: 4,
+        },
+    )
+    .await;
+    put(
+        &store,
+        TicketEvent::Opened {
+            ticket: "b".into(),
+            title: "VPN drops".into(),
+            body: "vpn disconnects hourly".into(),
+            priority: 1,
+        },
+    )
+    .await;
+    let p = put(
+        &store,
+        TicketEvent::Commented {
+            ticket: "b".into(),
+            text: "also the printer is slow".into(),
+        },
+    )
+    .await;
+    h.wait_for(p, Duration::from_secs(10)).await.unwrap();
+    let hits = index.search("printer", 10).unwrap();
+    assert_eq!(hits.len(), 2);
+    assert_eq!(hits[0].id, "a", "title and body match beats body only");
+    assert!(hits[0].snippet.contains("<b>"), "{}", hits[0].snippet);
+    assert_eq!(hits[0].fields["status"], serde_json::json!(["open"]));
+    let high = index
+        .search_filtered(
+            "printer",
+            &[FastFilter {
+                field: "priority".into(),
+                min: 3,
+                max: 5,
+            }],
+            10,
+        )
+        .unwrap();
+    assert_eq!(
+        high.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(),
+        ["a"]
+    );
+    assert_eq!(index.count("vpn").unwrap(), 1);
+    assert_eq!(index.count("status:open").unwrap(), 2);
+    let p = put(&store, TicketEvent::Closed { ticket: "a".into() }).await;
+    h.wait_for(p, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(index.count("status:closed").unwrap(), 1);
+    let p = put(&store, TicketEvent::Deleted { ticket: "b".into() }).await;
+    h.wait_for(p, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(index.count("vpn").unwrap(), 0);
+    assert_eq!(index.num_docs(), 1);
+    runner.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_queries_are_typed_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let projection = SearchProjection::open(TicketSearch::default(), dir.path(), config()).unwrap();
+    let index = projection.index();
+    for bad in ["nosuchfield:x", "title:(unclosed", "priority:[a TO b]"] {
+        match index.search(bad, 10) {
+            Err(ProjectionError::Query { query, .. }) => assert_eq!(query, bad),
+            other => panic!("{bad:?}: expected a Query error, got {other:?}"),
+        }
+    }
+    assert!(matches!(
+        index.search_filtered(
+            "x",
+            &[FastFilter {
+                field: "nope".into(),
+                min: 0,
+                max: 1
+            }],
+            5
+        ),
+        Err(ProjectionError::Query { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_is_idempotent_and_restart_resumes_from_the_payload_checkpoint() {
+    let store = MemStore::new();
+    let dir = tempfile::tempdir().unwrap();
+    let db = temp_db();
+    for n in 0..120 {
+        put(&store, generated(n)).await;
+    }
+    for n in 0..40 {
+        put(
+            &store,
+            TicketEvent::Commented {
+                ticket: format!("t{n}"),
+                text: "zebra".into(),
+            },
+        )
+        .await;
+    }
+    let head = store.head_position();
+    {
+        let projection =
+            SearchProjection::open(TicketSearch::default(), dir.path(), config()).unwrap();
+        let index = projection.index();
+        let runner = ProjectionRunner::new(store.clone(), &db).unwrap();
+        let h = runner
+            .start(Box::new(projection), ProjectionConfig::default())
+            .unwrap();
+        h.wait_for(head, Duration::from_secs(20)).await.unwrap();
+        assert_eq!(index.num_docs(), 120);
+        assert_eq!(index.count("zebra").unwrap(), 40);
+        // Replaying everything again (reset to 0) upserts, never duplicates.
+        h.reset(Position::NONE).await.unwrap();
+        h.wait_for(head, Duration::from_secs(20)).await.unwrap();
+        assert_eq!(index.num_docs(), 120);
+        assert_eq!(
+            index.count("zebra").unwrap(),
+            40,
+            "comments re-applied onto the stored body stay single"
+        );
+        runner.shutdown().await;
+    }
+    // Restart: the checkpoint comes from the commit payload.
+    let mut projection =
+        SearchProjection::open(TicketSearch::default(), dir.path(), config()).unwrap();
+    assert_eq!(
+        projection.checkpoint().await.unwrap().unwrap().position,
+        head
+    );
+    assert_eq!(projection.index().num_docs(), 120);
+    let more = put(&store, generated(500)).await;
+    project_until(&store, &mut projection, more, 100)
+        .await
+        .unwrap();
+    projection.commit().await.unwrap();
+    assert_eq!(projection.index().num_docs(), 121);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebuild_runs_beside_the_live_index_and_queries_answer_throughout() {
+    let store = MemStore::new();
+    let dir = tempfile::tempdir().unwrap();
+    let db = temp_db();
+    for n in 0..1500 {
+        put(&store, generated(n)).await;
+    }
+    let projection = SearchProjection::open(TicketSearch::default(), dir.path(), config()).unwrap();
+    let index = projection.index();
+    let runner = ProjectionRunner::new(store.clone(), &db).unwrap();
+    let pc = ProjectionConfig {
+        batch_size: 100,
+        ..ProjectionConfig::default()
+    };
+    let h = runner.start(Box::new(projection), pc).unwrap();
+    h.wait_for(store.head_position(), Duration::from_secs(30))
+        .await
+        .unwrap();
+    let before = index.count("printer").unwrap();
+    assert!(before > 0);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let querier = {
+        let index = index.clone();
+        let stop = stop.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut queries = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let n = index.count("printer").unwrap();
+                assert!(
+                    n >= before,
+                    "queries during the rebuild see the full old index ({n} < {before})"
+                );
+                queries += 1;
+            }
+            queries
+        })
+    };
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for n in 2000..2100 {
+                put(&store, generated(n)).await;
+            }
+        })
+    };
+    h.rebuild(None).await.unwrap();
+    writer.await.unwrap();
+    h.wait_for(store.head_position(), Duration::from_secs(30))
+        .await
+        .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let queries = querier.await.unwrap();
+    assert!(queries > 0);
+    assert_eq!(
+        index.num_docs(),
+        1600,
+        "the swapped-in index has everything, appended-during-rebuild included"
+    );
+    let generations: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("gen-"))
+        .collect();
+    assert_eq!(generations.len(), 1, "the old index was removed");
+    runner.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_projection_version_rebuilds_on_start() {
+    let store = MemStore::new();
+    let dir = tempfile::tempdir().unwrap();
+    let db = temp_db();
+    for n in 0..30 {
+        put(&store, generated(n)).await;
+    }
+    {
+        let projection =
+            SearchProjection::open(TicketSearch::default(), dir.path(), config()).unwrap();
+        let runner = ProjectionRunner::new(store.clone(), &db).unwrap();
+        let h = runner
+            .start(Box::new(projection), ProjectionConfig::default())
+            .unwrap();
+        h.wait_for(Position(30), Duration::from_secs(10))
+            .await
+            .unwrap();
+        runner.shutdown().await;
+    }
+    let v2 = TicketSearch {
+        version: 2,
+        ..TicketSearch::default()
+    };
+    let projection = SearchProjection::open(v2, dir.path(), config()).unwrap();
+    let index = projection.index();
+    assert_eq!(
+        index.num_docs(),
+        30,
+        "the old index serves until the rebuild is done"
+    );
+    let runner = ProjectionRunner::new(store.clone(), &db).unwrap();
+    let h = runner
+        .start(Box::new(projection), ProjectionConfig::default())
+        .unwrap();
+    h.wait_for(Position(30), Duration::from_secs(10))
+        .await
+        .unwrap();
+    let mut waited = 0;
+    while std::fs::read_to_string(dir.path().join("CURRENT"))
+        .unwrap()
+        .trim()
+        != "2"
+        && waited < 100
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        waited += 1;
+    }
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("CURRENT"))
+            .unwrap()
+            .trim(),
+        "2"
+    );
+    assert_eq!(index.num_docs(), 30);
+    runner.shutdown().await;
+}
