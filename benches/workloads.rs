@@ -629,7 +629,7 @@ async fn w4(args: &Args) {
                     .append(
                         &s,
                         ExpectedVersion::NoStream,
-                        vec![tickets::generated(i).data()],
+                        vec![tickets::data(&tickets::generated(i))],
                     )
                     .await
                     .unwrap();
@@ -703,7 +703,7 @@ async fn w4(args: &Args) {
             .append(
                 &s,
                 ExpectedVersion::NoStream,
-                vec![tickets::generated(id).data()],
+                vec![tickets::data(&tickets::generated(id))],
             )
             .await
             .unwrap();

@@ -15,19 +15,20 @@ fn temp_db() -> sled::Db {
     sled::Config::new().temporary(true).open().unwrap()
 }
 
-async fn put(store: &MemStore, e: TicketEvent) -> Position {
-    let id = match &e {
-        TicketEvent::Opened { ticket, .. }
-        | TicketEvent::Commented { ticket, .. }
-        | TicketEvent::Closed { ticket }
-        | TicketEvent::Deleted { ticket } => ticket.clone(),
-    };
-    let s = StreamId::new(format!("ticket-{id}")).unwrap();
+async fn put(store: &MemStore, id: &str, e: TicketEvent) -> Position {
     store
-        .append(&s, ExpectedVersion::Any, vec![e.data()])
+        .append(
+            &tickets::stream(id),
+            ExpectedVersion::Any,
+            vec![tickets::data(&e)],
+        )
         .await
         .unwrap()
         .last_position
+}
+
+async fn put_generated(store: &MemStore, n: u64) -> Position {
+    put(store, &format!("t{n}"), generated(n)).await
 }
 
 fn config() -> SearchConfig {
@@ -51,8 +52,8 @@ async fn documents_are_found_after_wait_for_with_snippets_filters_and_counts() {
         .unwrap();
     put(
         &store,
+        "a",
         TicketEvent::Opened {
-            ticket: "a".into(),
             title: "Printer on fire".into(),
             body: "the office printer smokes".into(),
             priority: 4,
@@ -61,8 +62,8 @@ async fn documents_are_found_after_wait_for_with_snippets_filters_and_counts() {
     .await;
     put(
         &store,
+        "b",
         TicketEvent::Opened {
-            ticket: "b".into(),
             title: "VPN drops".into(),
             body: "vpn disconnects hourly".into(),
             priority: 1,
@@ -71,8 +72,8 @@ async fn documents_are_found_after_wait_for_with_snippets_filters_and_counts() {
     .await;
     let p = put(
         &store,
+        "b",
         TicketEvent::Commented {
-            ticket: "b".into(),
             text: "also the printer is slow".into(),
         },
     )
@@ -100,13 +101,20 @@ async fn documents_are_found_after_wait_for_with_snippets_filters_and_counts() {
     );
     assert_eq!(index.count("vpn").unwrap(), 1);
     assert_eq!(index.count("status:open").unwrap(), 2);
-    let p = put(&store, TicketEvent::Closed { ticket: "a".into() }).await;
+    let p = put(
+        &store,
+        "a",
+        TicketEvent::Closed {
+            reason: "fixed".into(),
+        },
+    )
+    .await;
     h.wait_for(p, Duration::from_secs(10)).await.unwrap();
     assert_eq!(index.count("status:closed").unwrap(), 1);
-    let p = put(&store, TicketEvent::Deleted { ticket: "b".into() }).await;
+    let p = put(&store, "b", TicketEvent::Assigned { to: "ada".into() }).await;
     h.wait_for(p, Duration::from_secs(10)).await.unwrap();
-    assert_eq!(index.count("vpn").unwrap(), 0);
-    assert_eq!(index.num_docs(), 1);
+    assert_eq!(index.count("assignee:ada").unwrap(), 1);
+    assert_eq!(index.num_docs(), 2);
     runner.shutdown().await;
 }
 
@@ -141,13 +149,13 @@ async fn replay_is_idempotent_and_restart_resumes_from_the_payload_checkpoint() 
     let dir = tempfile::tempdir().unwrap();
     let db = temp_db();
     for n in 0..120 {
-        put(&store, generated(n)).await;
+        put_generated(&store, n).await;
     }
     for n in 0..40 {
         put(
             &store,
+            &format!("t{n}"),
             TicketEvent::Commented {
-                ticket: format!("t{n}"),
                 text: "zebra".into(),
             },
         )
@@ -184,7 +192,7 @@ async fn replay_is_idempotent_and_restart_resumes_from_the_payload_checkpoint() 
         head
     );
     assert_eq!(projection.index().num_docs(), 120);
-    let more = put(&store, generated(500)).await;
+    let more = put_generated(&store, 500).await;
     project_until(&store, &mut projection, more, 100)
         .await
         .unwrap();
@@ -198,7 +206,7 @@ async fn rebuild_runs_beside_the_live_index_and_queries_answer_throughout() {
     let dir = tempfile::tempdir().unwrap();
     let db = temp_db();
     for n in 0..1500 {
-        put(&store, generated(n)).await;
+        put_generated(&store, n).await;
     }
     let projection = SearchProjection::open(TicketSearch::default(), dir.path(), config()).unwrap();
     let index = projection.index();
@@ -234,7 +242,7 @@ async fn rebuild_runs_beside_the_live_index_and_queries_answer_throughout() {
         let store = store.clone();
         tokio::spawn(async move {
             for n in 2000..2100 {
-                put(&store, generated(n)).await;
+                put_generated(&store, n).await;
             }
         })
     };
@@ -266,7 +274,7 @@ async fn a_new_projection_version_rebuilds_on_start() {
     let dir = tempfile::tempdir().unwrap();
     let db = temp_db();
     for n in 0..30 {
-        put(&store, generated(n)).await;
+        put_generated(&store, n).await;
     }
     {
         let projection =

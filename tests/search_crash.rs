@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use annals::prelude::*;
 use annals::projections::*;
-use tickets::{TicketEvent, TicketSearch, generated};
+use tickets::{TicketSearch, generated};
 
 const DIR_VAR: &str = "ANNALS_SEARCH_CRASH_DIR";
 
@@ -77,14 +77,10 @@ fn search_crash_child() {
             let store = store.clone();
             tasks.push(tokio::spawn(async move {
                 for k in 0u64.. {
-                    let mut e = generated(k * 3 + t);
-                    if let TicketEvent::Opened { ticket, .. } = &mut e {
-                        *ticket = format!("{}-{t}-{k}", std::process::id());
-                    }
-                    let s =
-                        StreamId::new(format!("ticket-{}-{t}-{k}", std::process::id())).unwrap();
+                    let e = generated(k * 3 + t);
+                    let s = tickets::stream(&format!("{}-{t}-{k}", std::process::id()));
                     store
-                        .append(&s, ExpectedVersion::NoStream, vec![e.data()])
+                        .append(&s, ExpectedVersion::NoStream, vec![tickets::data(&e)])
                         .await
                         .unwrap();
                 }
@@ -103,10 +99,8 @@ async fn tickets_up_to(store: &SledStore, until: Position) -> HashSet<String> {
         .unwrap();
     events
         .iter()
-        .filter_map(|e| match e.decode::<TicketEvent>().unwrap() {
-            TicketEvent::Opened { ticket, .. } => Some(ticket),
-            _ => None,
-        })
+        .filter(|e| e.event_type == "Opened")
+        .filter_map(|e| tickets::ticket_id(e).map(str::to_owned))
         .collect()
 }
 

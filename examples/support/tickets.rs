@@ -1,50 +1,240 @@
-//! Support tickets as a search read model: the projector shared by the search tests, the
-//! benches and the REPL.
+//! The support-ticket domain: an aggregate (commands, events, rules), its search read model
+//! and its list read model. Shared by the REPL, the search tests and the benches.
 #![allow(dead_code, unreachable_pub)]
 
 use annals::RecordedEvent;
+use annals::prelude::*;
 use annals::projections::tantivy::TantivyDocument;
 use annals::projections::tantivy::schema::{FAST, INDEXED, STORED, STRING, Schema, TEXT, Value};
-use annals::projections::{CurrentDoc, SearchOp, SearchProjector};
+use annals::projections::{CurrentDoc, KvProjector, KvWriter, SearchOp, SearchProjector};
 use serde::{Deserialize, Serialize};
 
-/// Ticket events as stored (JSON payloads).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+/// What happened to a ticket. Stored with bincode, one event type per variant.
+#[derive(DomainEvent, Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub enum TicketEvent {
     /// A ticket was opened.
     Opened {
-        ticket: String,
         title: String,
         body: String,
-        priority: u64,
+        priority: u8,
     },
     /// Someone commented.
-    Commented { ticket: String, text: String },
+    Commented { text: String },
+    /// It was assigned to someone.
+    Assigned { to: String },
+    /// Its priority changed.
+    PriorityChanged { priority: u8 },
     /// It was closed.
-    Closed { ticket: String },
-    /// It was removed.
-    Deleted { ticket: String },
+    Closed { reason: String },
+    /// It was opened again.
+    Reopened,
 }
 
-impl TicketEvent {
-    /// The event type name.
-    pub fn name(&self) -> &'static str {
+/// What can be asked of a ticket.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TicketCommand {
+    /// Open a new ticket.
+    Open {
+        title: String,
+        body: String,
+        priority: u8,
+    },
+    /// Add a comment.
+    Comment { text: String },
+    /// Assign it.
+    Assign { to: String },
+    /// Change its priority (1 = highest … 5).
+    ChangePriority { priority: u8 },
+    /// Close it.
+    Close { reason: String },
+    /// Reopen it.
+    Reopen,
+}
+
+/// Rules a ticket command can break.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TicketError {
+    /// Opening an existing ticket.
+    #[error("ticket already exists")]
+    AlreadyOpened,
+    /// Anything on a ticket that was never opened.
+    #[error("no such ticket")]
+    NotFound,
+    /// Changing a closed ticket.
+    #[error("ticket is closed")]
+    Closed,
+    /// Reopening an open ticket.
+    #[error("ticket is not closed")]
+    NotClosed,
+    /// An empty title, text, name or reason.
+    #[error("{0} must not be empty")]
+    Empty(&'static str),
+    /// A priority outside 1..=5.
+    #[error("priority must be 1 (highest) to 5")]
+    BadPriority,
+}
+
+/// Status of a ticket.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Status {
+    /// Not opened yet.
+    #[default]
+    New,
+    /// Open.
+    Open,
+    /// Closed.
+    Closed,
+}
+
+impl Status {
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
         match self {
-            TicketEvent::Opened { .. } => "Opened",
-            TicketEvent::Commented { .. } => "Commented",
-            TicketEvent::Closed { .. } => "Closed",
-            TicketEvent::Deleted { .. } => "Deleted",
+            Status::New => "new",
+            Status::Open => "open",
+            Status::Closed => "closed",
         }
     }
+}
 
-    /// As event data (JSON).
-    pub fn data(&self) -> annals::EventData {
-        annals::EventData::json(self.name(), self)
-            .unwrap_or_else(|e| unreachable!("serializable: {e}"))
+/// A ticket's state.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Ticket {
+    pub title: String,
+    pub body: String,
+    pub status: Status,
+    pub priority: u8,
+    pub assignee: Option<String>,
+    pub comments: Vec<String>,
+    pub close_reason: Option<String>,
+}
+
+fn non_empty(s: &str, what: &'static str) -> Result<(), TicketError> {
+    if s.trim().is_empty() {
+        Err(TicketError::Empty(what))
+    } else {
+        Ok(())
     }
 }
 
-/// Indexes tickets: title and body (with comments) searchable, status and priority filterable.
+impl Aggregate for Ticket {
+    const TYPE: &'static str = "ticket";
+    type Command = TicketCommand;
+    type Event = TicketEvent;
+    type Error = TicketError;
+    type Services = ();
+
+    fn handle(&self, command: &TicketCommand, _: &()) -> Result<Vec<TicketEvent>, TicketError> {
+        use TicketCommand as C;
+        if !matches!(command, C::Open { .. }) && self.status == Status::New {
+            return Err(TicketError::NotFound);
+        }
+        let open = |s: &Ticket| {
+            if s.status == Status::Closed {
+                Err(TicketError::Closed)
+            } else {
+                Ok(())
+            }
+        };
+        Ok(match command {
+            C::Open {
+                title,
+                body,
+                priority,
+            } => {
+                if self.status != Status::New {
+                    return Err(TicketError::AlreadyOpened);
+                }
+                non_empty(title, "title")?;
+                if !(1..=5).contains(priority) {
+                    return Err(TicketError::BadPriority);
+                }
+                vec![TicketEvent::Opened {
+                    title: title.clone(),
+                    body: body.clone(),
+                    priority: *priority,
+                }]
+            }
+            C::Comment { text } => {
+                non_empty(text, "comment")?;
+                vec![TicketEvent::Commented { text: text.clone() }]
+            }
+            C::Assign { to } => {
+                open(self)?;
+                non_empty(to, "assignee")?;
+                vec![TicketEvent::Assigned { to: to.clone() }]
+            }
+            C::ChangePriority { priority } => {
+                open(self)?;
+                if !(1..=5).contains(priority) {
+                    return Err(TicketError::BadPriority);
+                }
+                vec![TicketEvent::PriorityChanged {
+                    priority: *priority,
+                }]
+            }
+            C::Close { reason } => {
+                open(self)?;
+                non_empty(reason, "reason")?;
+                vec![TicketEvent::Closed {
+                    reason: reason.clone(),
+                }]
+            }
+            C::Reopen => {
+                if self.status != Status::Closed {
+                    return Err(TicketError::NotClosed);
+                }
+                vec![TicketEvent::Reopened]
+            }
+        })
+    }
+
+    fn apply(&mut self, event: &TicketEvent) {
+        match event {
+            TicketEvent::Opened {
+                title,
+                body,
+                priority,
+            } => {
+                self.title = title.clone();
+                self.body = body.clone();
+                self.priority = *priority;
+                self.status = Status::Open;
+            }
+            TicketEvent::Commented { text } => self.comments.push(text.clone()),
+            TicketEvent::Assigned { to } => self.assignee = Some(to.clone()),
+            TicketEvent::PriorityChanged { priority } => self.priority = *priority,
+            TicketEvent::Closed { reason } => {
+                self.status = Status::Closed;
+                self.close_reason = Some(reason.clone());
+            }
+            TicketEvent::Reopened => {
+                self.status = Status::Open;
+                self.close_reason = None;
+            }
+        }
+    }
+}
+
+/// The ticket id of an event of a `ticket-<id>` stream.
+pub fn ticket_id(event: &RecordedEvent) -> Option<&str> {
+    event.stream.as_str().strip_prefix("ticket-")
+}
+
+fn decode(event: &RecordedEvent) -> Result<Option<(String, TicketEvent)>, String> {
+    let Some(id) = ticket_id(event) else {
+        return Ok(None);
+    };
+    if TicketEvent::current_schema_version(&event.event_type).is_none() {
+        return Ok(None);
+    }
+    let e = TicketEvent::decode_payload(&event.event_type, event.codec, &event.payload)
+        .map_err(|e| e.to_string())?;
+    Ok(Some((id.to_owned(), e)))
+}
+
+/// Indexes tickets: title and body (with comments) searchable; status, assignee and
+/// priority stored; priority filterable.
 pub struct TicketSearch {
     pub name: &'static str,
     pub version: u32,
@@ -59,37 +249,47 @@ impl Default for TicketSearch {
     }
 }
 
-fn text(doc: &TantivyDocument, schema: &Schema, name: &str) -> String {
-    schema
-        .get_field(name)
-        .ok()
-        .and_then(|f| doc.get_first(f).and_then(|v| v.as_str().map(str::to_owned)))
-        .unwrap_or_default()
+/// The fields of a ticket document.
+#[derive(Default)]
+struct Fields {
+    title: String,
+    body: String,
+    status: String,
+    assignee: String,
+    priority: u64,
 }
 
-fn number(doc: &TantivyDocument, schema: &Schema, name: &str) -> u64 {
-    schema
-        .get_field(name)
-        .ok()
-        .and_then(|f| doc.get_first(f).and_then(|v| v.as_u64()))
-        .unwrap_or(0)
-}
+impl Fields {
+    fn read(doc: &TantivyDocument, schema: &Schema) -> Self {
+        let text = |name: &str| {
+            schema
+                .get_field(name)
+                .ok()
+                .and_then(|f| doc.get_first(f).and_then(|v| v.as_str().map(str::to_owned)))
+                .unwrap_or_default()
+        };
+        let priority = schema
+            .get_field("priority")
+            .ok()
+            .and_then(|f| doc.get_first(f).and_then(|v| v.as_u64()))
+            .unwrap_or(0);
+        Fields {
+            title: text("title"),
+            body: text("body"),
+            status: text("status"),
+            assignee: text("assignee"),
+            priority,
+        }
+    }
 
-impl TicketSearch {
-    fn doc(
-        &self,
-        title: &str,
-        body: &str,
-        status: &str,
-        priority: u64,
-    ) -> Result<TantivyDocument, String> {
-        let schema = self.schema();
+    fn doc(&self, schema: &Schema) -> Result<TantivyDocument, String> {
         let field = |n: &str| schema.get_field(n).map_err(|e| e.to_string());
         let mut doc = TantivyDocument::default();
-        doc.add_text(field("title")?, title);
-        doc.add_text(field("body")?, body);
-        doc.add_text(field("status")?, status);
-        doc.add_u64(field("priority")?, priority);
+        doc.add_text(field("title")?, &self.title);
+        doc.add_text(field("body")?, &self.body);
+        doc.add_text(field("status")?, &self.status);
+        doc.add_text(field("assignee")?, &self.assignee);
+        doc.add_u64(field("priority")?, self.priority);
         Ok(doc)
     }
 }
@@ -107,6 +307,7 @@ impl SearchProjector for TicketSearch {
         b.add_text_field("title", TEXT | STORED);
         b.add_text_field("body", TEXT | STORED);
         b.add_text_field("status", STRING | STORED);
+        b.add_text_field("assignee", STRING | STORED);
         b.add_u64_field("priority", INDEXED | FAST | STORED);
         b.build()
     }
@@ -114,56 +315,89 @@ impl SearchProjector for TicketSearch {
         vec!["title".into(), "body".into()]
     }
     fn map(&self, event: &RecordedEvent, current: CurrentDoc<'_>) -> Result<Vec<SearchOp>, String> {
-        let e: TicketEvent = event.decode().map_err(|e| e.to_string())?;
+        let Some((id, e)) = decode(event)? else {
+            return Ok(vec![]);
+        };
         let schema = self.schema();
-        Ok(match e {
+        let mut f = match (&e, current(&id)) {
+            (TicketEvent::Opened { .. }, _) => Fields::default(),
+            (_, Some(doc)) => Fields::read(&doc, &schema),
+            (_, None) => return Ok(vec![]),
+        };
+        match e {
             TicketEvent::Opened {
-                ticket,
                 title,
                 body,
                 priority,
             } => {
-                vec![SearchOp::Upsert {
-                    id: ticket,
-                    doc: self.doc(&title, &body, "open", priority)?,
-                }]
+                f = Fields {
+                    title,
+                    body,
+                    status: "open".into(),
+                    assignee: String::new(),
+                    priority: u64::from(priority),
+                };
             }
-            TicketEvent::Commented {
-                ticket,
-                text: comment,
-            } => match current(&ticket) {
-                Some(doc) => {
-                    let body = format!("{}\n{comment}", text(&doc, &schema, "body"));
-                    let new = self.doc(
-                        &text(&doc, &schema, "title"),
-                        &body,
-                        &text(&doc, &schema, "status"),
-                        number(&doc, &schema, "priority"),
-                    )?;
-                    vec![SearchOp::Upsert {
-                        id: ticket,
-                        doc: new,
-                    }]
-                }
-                None => vec![],
-            },
-            TicketEvent::Closed { ticket } => match current(&ticket) {
-                Some(doc) => {
-                    let new = self.doc(
-                        &text(&doc, &schema, "title"),
-                        &text(&doc, &schema, "body"),
-                        "closed",
-                        number(&doc, &schema, "priority"),
-                    )?;
-                    vec![SearchOp::Upsert {
-                        id: ticket,
-                        doc: new,
-                    }]
-                }
-                None => vec![],
-            },
-            TicketEvent::Deleted { ticket } => vec![SearchOp::Delete { id: ticket }],
-        })
+            TicketEvent::Commented { text } => f.body = format!("{}\n{text}", f.body),
+            TicketEvent::Assigned { to } => f.assignee = to,
+            TicketEvent::PriorityChanged { priority } => f.priority = u64::from(priority),
+            TicketEvent::Closed { .. } => f.status = "closed".into(),
+            TicketEvent::Reopened => f.status = "open".into(),
+        }
+        Ok(vec![SearchOp::Upsert {
+            id,
+            doc: f.doc(&schema)?,
+        }])
+    }
+}
+
+/// One row of the ticket list read model.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TicketRow {
+    pub title: String,
+    pub status: String,
+    pub assignee: Option<String>,
+    pub priority: u8,
+    pub comments: u32,
+}
+
+/// Tickets by id, with status and assignee, in a sled KV read model.
+pub struct TicketList;
+
+impl KvProjector for TicketList {
+    type Key = String;
+    type Value = TicketRow;
+    fn name(&self) -> &str {
+        "ticket-list"
+    }
+    fn apply(
+        &self,
+        event: &RecordedEvent,
+        kv: &mut KvWriter<'_, String, TicketRow>,
+    ) -> Result<(), String> {
+        let Some((id, e)) = decode(event)? else {
+            return Ok(());
+        };
+        let mut row = kv.get(&id).map_err(|e| e.to_string())?.unwrap_or_default();
+        match e {
+            TicketEvent::Opened {
+                title, priority, ..
+            } => {
+                row = TicketRow {
+                    title,
+                    status: "open".into(),
+                    assignee: None,
+                    priority,
+                    comments: 0,
+                };
+            }
+            TicketEvent::Commented { .. } => row.comments += 1,
+            TicketEvent::Assigned { to } => row.assignee = Some(to),
+            TicketEvent::PriorityChanged { priority } => row.priority = priority,
+            TicketEvent::Closed { .. } => row.status = "closed".into(),
+            TicketEvent::Reopened => row.status = "open".into(),
+        }
+        kv.put(&id, &row).map_err(|e| e.to_string())
     }
 }
 
@@ -207,7 +441,7 @@ pub const WORDS: &[&str] = &[
     "freeze",
 ];
 
-/// A deterministic ticket `n` with a title and a ~100-word body.
+/// A deterministic `Opened` event for ticket `n`: a 3-word title and a ~100-word body.
 pub fn generated(n: u64) -> TicketEvent {
     let mut x = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut word = || {
@@ -219,9 +453,19 @@ pub fn generated(n: u64) -> TicketEvent {
     let title = format!("{} {} {}", word(), word(), word());
     let body = (0..100).map(|_| word()).collect::<Vec<_>>().join(" ");
     TicketEvent::Opened {
-        ticket: format!("t{n}"),
         title,
         body,
-        priority: n % 5,
+        priority: 1 + (n % 5) as u8,
     }
+}
+
+/// The stream of ticket `id`.
+pub fn stream(id: &str) -> StreamId {
+    StreamId::new(format!("ticket-{id}")).unwrap_or_else(|e| unreachable!("valid ticket id: {e}"))
+}
+
+/// The event as stored.
+pub fn data(e: &TicketEvent) -> EventData {
+    e.to_event_data()
+        .unwrap_or_else(|e| unreachable!("serializable: {e}"))
 }

@@ -101,7 +101,7 @@ pub struct Hit {
     pub score: f32,
     /// The stored fields, as JSON values (a list per field).
     pub fields: BTreeMap<String, serde_json::Value>,
-    /// An HTML snippet of the first default field with the matched terms in `<b>`.
+    /// An HTML snippet of the first default field that matched, matched terms in `<b>`.
     pub snippet: String,
 }
 
@@ -253,12 +253,10 @@ impl SearchIndex {
         let top = searcher
             .search(&query, &TopDocs::with_limit(limit.max(1)).order_by_score())
             .map_err(tantivy_err)?;
-        let snippets = match self.default_fields.first() {
-            Some(f) => {
-                Some(SnippetGenerator::create(&searcher, &*parsed, *f).map_err(tantivy_err)?)
-            }
-            None => None,
-        };
+        let mut snippets = Vec::with_capacity(self.default_fields.len());
+        for f in &self.default_fields {
+            snippets.push(SnippetGenerator::create(&searcher, &*parsed, *f).map_err(tantivy_err)?);
+        }
         let mut hits = Vec::with_capacity(top.len());
         for (score, address) in top.into_iter().take(limit) {
             let doc: TantivyDocument = searcher.doc(address).map_err(tantivy_err)?;
@@ -272,9 +270,12 @@ impl SearchIndex {
                 Ok(serde_json::Value::Object(map)) => map.into_iter().collect(),
                 _ => BTreeMap::new(),
             };
+            // The first default field with a match gives the snippet.
             let snippet = snippets
-                .as_ref()
-                .map(|g| g.snippet_from_doc(&doc).to_html())
+                .iter()
+                .map(|g| g.snippet_from_doc(&doc))
+                .find(|s| !s.highlighted().is_empty())
+                .map(|s| s.to_html())
                 .unwrap_or_default();
             hits.push(Hit {
                 id,

@@ -1,0 +1,992 @@
+//! The annals REPL: support tickets on the embedded sled store, with a ticket list and a
+//! full-text search index kept by background projections, and time travel.
+//!
+//! ```text
+//! cargo run --release --example repl [-- --data DIR]
+//! ```
+//!
+//! Type `help` for the commands. When stdin is not a terminal it reads one command per line
+//! and prints plain text, so scripts can drive it.
+
+// A program: it talks to the terminal.
+#![allow(clippy::print_stderr, clippy::print_stdout)]
+
+#[path = "support/tickets.rs"]
+mod tickets;
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use annals::prelude::*;
+use annals::projections::{
+    KvProjection, KvReadModel, ProjectionConfig, ProjectionHandle, ProjectionRunner, SearchConfig,
+    SearchIndex, SearchProjection, project_until,
+};
+use rustyline::completion::Completer;
+use rustyline::{Context, Helper, Highlighter, Hinter, Validator};
+use tickets::{Ticket, TicketCommand, TicketList, TicketRow, TicketSearch};
+
+type Res<T = ()> = Result<T, String>;
+
+/// Commands, with a one-line example each (shown by `help`).
+const COMMANDS: &[(&str, &str, &str)] = &[
+    (
+        "open",
+        "open <title> | <body> [| <priority 1-5>]",
+        "open Printer jams | The 3rd floor printer jams on A3 | 2",
+    ),
+    (
+        "comment",
+        "comment <id> <text>",
+        "comment 1 Replaced the roller",
+    ),
+    ("assign", "assign <id> <name>", "assign 1 ada"),
+    ("priority", "priority <id> <1-5>", "priority 1 1"),
+    ("close", "close <id> <reason>", "close 1 fixed"),
+    ("reopen", "reopen <id>", "reopen 1"),
+    (
+        "show",
+        "show <id> [@v<N> | @<RFC 3339 time> | @-<duration>]",
+        "show 1 @v2",
+    ),
+    ("history", "history <id>", "history 1"),
+    (
+        "search",
+        "search <query> [@<position> | @<time> | @-<duration>]",
+        "search printer @12",
+    ),
+    ("list", "list [status | assignee]", "list status"),
+    ("log", "log [N] | log --follow", "log 20"),
+    ("projections", "projections", "projections"),
+    ("parked", "parked", "parked"),
+    (
+        "retry",
+        "retry <projection> <position>",
+        "retry ticket-search 42",
+    ),
+    ("rebuild", "rebuild <projection>", "rebuild ticket-search"),
+    ("seed", "seed <N>", "seed 1000"),
+    ("stats", "stats", "stats"),
+    ("help", "help", "help"),
+    ("quit", "quit", "quit"),
+];
+
+/// A point in the past.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum At {
+    Version(u64),
+    Position(u64),
+    Time(Timestamp),
+}
+
+/// One parsed command line.
+#[derive(Debug, Clone, PartialEq)]
+enum Cmd {
+    Do(String, TicketCommand),
+    Show(String, Option<At>),
+    History(String),
+    Search(String, Option<At>),
+    List(Option<String>),
+    Log(usize, bool),
+    Projections,
+    Parked,
+    Retry(String, u64),
+    Rebuild(String),
+    Seed(u64),
+    Stats,
+    Help,
+    Quit,
+}
+
+fn parse_at(s: &str, allow_position: bool) -> Res<At> {
+    let s = s.strip_prefix('@').ok_or("a point in time starts with @")?;
+    if let Some(v) = s.strip_prefix('v') {
+        return v
+            .parse()
+            .map(At::Version)
+            .map_err(|_| format!("bad version {v:?}"));
+    }
+    if let Some(ago) = s.strip_prefix('-') {
+        let d = humantime::parse_duration(ago).map_err(|e| format!("bad duration {ago:?}: {e}"))?;
+        let t = SystemTime::now()
+            .checked_sub(d)
+            .ok_or("duration too long")?;
+        return Ok(At::Time(Timestamp::from_system_time(t)));
+    }
+    if allow_position && !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s
+            .parse()
+            .map(At::Position)
+            .map_err(|_| format!("bad position {s:?}"));
+    }
+    let t = humantime::parse_rfc3339_weak(s)
+        .map_err(|e| format!("bad time {s:?} (use RFC 3339, e.g. 2026-11-24T10:00:00Z): {e}"))?;
+    Ok(At::Time(Timestamp::from_system_time(t)))
+}
+
+fn id_arg(s: Option<&str>) -> Res<String> {
+    let id = s.ok_or("missing ticket id")?;
+    if id.is_empty() || id.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("bad ticket id {id:?}"));
+    }
+    Ok(id.to_owned())
+}
+
+fn priority_arg(s: &str) -> Res<u8> {
+    s.trim()
+        .parse()
+        .map_err(|_| format!("bad priority {:?} (1-5)", s.trim()))
+}
+
+/// Parses one line; `Ok(None)` for a blank line.
+fn parse(line: &str) -> Res<Option<Cmd>> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return Ok(None);
+    }
+    let (word, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+    let rest = rest.trim();
+    let mut args = rest.split_whitespace();
+    let tail_after_id = |rest: &str| {
+        rest.split_once(char::is_whitespace)
+            .map(|(_, t)| t.trim().to_owned())
+            .unwrap_or_default()
+    };
+    let cmd = match word {
+        "open" => {
+            let mut parts = rest.split('|').map(str::trim);
+            let title = parts.next().unwrap_or_default().to_owned();
+            let body = parts.next().unwrap_or_default().to_owned();
+            let priority = parts.next().map_or(Ok(3), priority_arg)?;
+            Cmd::Do(
+                String::new(),
+                TicketCommand::Open {
+                    title,
+                    body,
+                    priority,
+                },
+            )
+        }
+        "comment" => Cmd::Do(
+            id_arg(args.next())?,
+            TicketCommand::Comment {
+                text: tail_after_id(rest),
+            },
+        ),
+        "assign" => Cmd::Do(
+            id_arg(args.next())?,
+            TicketCommand::Assign {
+                to: tail_after_id(rest),
+            },
+        ),
+        "priority" => {
+            let id = id_arg(args.next())?;
+            Cmd::Do(
+                id,
+                TicketCommand::ChangePriority {
+                    priority: priority_arg(args.next().ok_or("missing priority")?)?,
+                },
+            )
+        }
+        "close" => Cmd::Do(
+            id_arg(args.next())?,
+            TicketCommand::Close {
+                reason: tail_after_id(rest),
+            },
+        ),
+        "reopen" => Cmd::Do(id_arg(args.next())?, TicketCommand::Reopen),
+        "show" => {
+            let id = id_arg(args.next())?;
+            Cmd::Show(id, args.next().map(|a| parse_at(a, false)).transpose()?)
+        }
+        "history" => Cmd::History(id_arg(args.next())?),
+        "search" => {
+            let (query, at) = match rest.rsplit_once(char::is_whitespace) {
+                Some((q, a)) if a.starts_with('@') => (q.trim(), Some(parse_at(a, true)?)),
+                _ if rest.starts_with('@') => return Err("missing query".into()),
+                _ => (rest, None),
+            };
+            if query.is_empty() {
+                return Err("missing query".into());
+            }
+            Cmd::Search(query.to_owned(), at)
+        }
+        "list" => match args.next() {
+            None => Cmd::List(None),
+            Some(by @ ("status" | "assignee")) => Cmd::List(Some(by.to_owned())),
+            Some(other) => return Err(format!("list by status or assignee, not {other:?}")),
+        },
+        "log" => match args.next() {
+            None => Cmd::Log(10, false),
+            Some("--follow" | "-f") => Cmd::Log(10, true),
+            Some(n) => Cmd::Log(n.parse().map_err(|_| format!("bad count {n:?}"))?, false),
+        },
+        "projections" => Cmd::Projections,
+        "parked" => Cmd::Parked,
+        "retry" => {
+            let name = args.next().ok_or("missing projection name")?.to_owned();
+            let p = args.next().ok_or("missing position")?;
+            Cmd::Retry(name, p.parse().map_err(|_| format!("bad position {p:?}"))?)
+        }
+        "rebuild" => Cmd::Rebuild(args.next().ok_or("missing projection name")?.to_owned()),
+        "seed" => {
+            let n = args.next().ok_or("missing count")?;
+            let n: u64 = n.parse().map_err(|_| format!("bad count {n:?}"))?;
+            if n > 1_000_000 {
+                return Err("seed at most 1,000,000 tickets at a time".into());
+            }
+            Cmd::Seed(n)
+        }
+        "stats" => Cmd::Stats,
+        "help" | "?" => Cmd::Help,
+        "quit" | "exit" => Cmd::Quit,
+        other => return Err(format!("unknown command {other:?}; type help")),
+    };
+    Ok(Some(cmd))
+}
+
+fn fmt_time(t: Timestamp) -> String {
+    humantime::format_rfc3339_millis(t.to_system_time()).to_string()
+}
+
+struct App {
+    store: SledStore,
+    repo: Repository<Ticket, SledStore>,
+    runner: ProjectionRunner<SledStore>,
+    list: KvReadModel<String, TicketRow>,
+    search: SearchIndex,
+    search_handle: ProjectionHandle,
+    data: PathBuf,
+    next_id: AtomicU64,
+    tty: bool,
+    started: Instant,
+    start_head: Position,
+}
+
+const WAIT: Duration = Duration::from_secs(10);
+
+impl App {
+    async fn open(data: &Path, tty: bool) -> Res<Self> {
+        let err = |e: &dyn std::fmt::Display| format!("cannot open {}: {e}", data.display());
+        let store = SledStore::open(data.join("store")).map_err(|e| err(&e))?;
+        let db = sled::open(data.join("read-models")).map_err(|e| err(&e))?;
+        let list = KvReadModel::open(&db, "ticket-list").map_err(|e| err(&e))?;
+        let config = SearchConfig {
+            commit_every: Duration::from_millis(20),
+            ..SearchConfig::default()
+        };
+        let search = SearchProjection::open(TicketSearch::default(), data.join("search"), config)
+            .map_err(|e| err(&e))?;
+        let index = search.index();
+        let runner = ProjectionRunner::new(store.clone(), &db).map_err(|e| err(&e))?;
+        runner
+            .start(
+                Box::new(KvProjection::new(TicketList, list.clone())),
+                ProjectionConfig::default(),
+            )
+            .map_err(|e| err(&e))?;
+        let search_handle = runner
+            .start(Box::new(search), ProjectionConfig::default())
+            .map_err(|e| err(&e))?;
+        let max_id = list
+            .entries()
+            .map_err(|e| err(&e))?
+            .iter()
+            .filter_map(|(k, _)| k.parse::<u64>().ok())
+            .max()
+            .unwrap_or(0);
+        let repo = Repository::<Ticket, _>::new(store.clone()).snapshot_every(50);
+        let start_head = store.head_position();
+        Ok(Self {
+            store,
+            repo,
+            runner,
+            list,
+            search: index,
+            search_handle,
+            data: data.to_path_buf(),
+            next_id: AtomicU64::new(max_id + 1),
+            tty,
+            started: Instant::now(),
+            start_head,
+        })
+    }
+
+    async fn run(&self, cmd: Cmd, out: &mut dyn Write) -> Res<bool> {
+        let w = |e: std::io::Error| e.to_string();
+        match cmd {
+            Cmd::Quit => return Ok(false),
+            Cmd::Help => {
+                writeln!(out, "commands (example after each):").map_err(w)?;
+                for (_, usage, example) in COMMANDS {
+                    writeln!(out, "  {usage:<58} e.g. {example}").map_err(w)?;
+                }
+            }
+            Cmd::Do(id, command) => self.execute(id, command, out).await?,
+            Cmd::Show(id, at) => self.show(&id, at, out).await?,
+            Cmd::History(id) => {
+                let history = self.repo.history(&id).await.map_err(|e| e.to_string())?;
+                if history.is_empty() {
+                    return Err(format!("no ticket {id}"));
+                }
+                for h in history {
+                    let m = &h.metadata;
+                    let mut meta = Vec::new();
+                    if let Some(c) = m.correlation_id {
+                        meta.push(format!("correlation={c}"));
+                    }
+                    meta.extend(m.headers.iter().map(|(k, v)| format!("{k}={v}")));
+                    writeln!(
+                        out,
+                        "v{:<3} @{:<6} {}  {:?}  {}",
+                        h.version,
+                        h.position,
+                        fmt_time(h.recorded_at),
+                        h.event,
+                        meta.join(" ")
+                    )
+                    .map_err(w)?;
+                }
+            }
+            Cmd::Search(query, at) => self.search(&query, at, out).await?,
+            Cmd::List(by) => self.list(by.as_deref(), out)?,
+            Cmd::Log(n, follow) => self.log(n, follow, out).await?,
+            Cmd::Projections => {
+                for h in self.runner.handles() {
+                    let s = h.status();
+                    writeln!(
+                        out,
+                        "{:<14} checkpoint {:<7} lag {:<6} parked {:<3} {:?}",
+                        s.name, s.checkpoint, s.lag, s.parked, s.state
+                    )
+                    .map_err(w)?;
+                }
+            }
+            Cmd::Parked => {
+                let mut any = false;
+                for h in self.runner.handles() {
+                    for p in h.parked().map_err(|e| e.to_string())? {
+                        any = true;
+                        writeln!(
+                            out,
+                            "{} @{} {} {} attempts={} {}",
+                            p.projection, p.position, p.stream, p.event_type, p.attempts, p.error
+                        )
+                        .map_err(w)?;
+                    }
+                }
+                if !any {
+                    writeln!(out, "no parked events").map_err(w)?;
+                }
+            }
+            Cmd::Retry(name, position) => {
+                let h = self
+                    .runner
+                    .get(&name)
+                    .ok_or(format!("no projection {name:?}"))?;
+                h.retry_parked(Position(position))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                writeln!(out, "retried {name} @{position}: applied").map_err(w)?;
+            }
+            Cmd::Rebuild(name) => self.rebuild(&name, out).await?,
+            Cmd::Seed(n) => self.seed(n, out).await?,
+            Cmd::Stats => self.stats(out)?,
+        }
+        Ok(true)
+    }
+
+    async fn execute(&self, id: String, command: TicketCommand, out: &mut dyn Write) -> Res {
+        let ctx = CommandContext::new()
+            .with_command_id(annals::Uuid::now_v7())
+            .with_metadata(Metadata::new().with_header("via", "repl"));
+        let opening = matches!(command, TicketCommand::Open { .. });
+        let id = if opening {
+            self.next_id.fetch_add(1, Ordering::SeqCst).to_string()
+        } else {
+            id
+        };
+        let done = self
+            .repo
+            .execute(&id, &command, &ctx)
+            .await
+            .map_err(|e| match e {
+                RepositoryError::Domain(d) => format!("rejected: {d}"),
+                other => other.to_string(),
+            })?;
+        if let Some(a) = done.append {
+            // Read your writes: the list and the index show the change before the prompt returns.
+            for h in self.runner.handles() {
+                h.wait_for(a.last_position, WAIT)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            let what = if opening { "opened" } else { "updated" };
+            writeln!(
+                out,
+                "{what} ticket {id} (v{}, @{})",
+                done.version, a.last_position
+            )
+            .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    async fn show(&self, id: &str, at: Option<At>, out: &mut dyn Write) -> Res {
+        let (t, v) = match at {
+            None => self.repo.load(id).await,
+            Some(At::Version(v)) => self.repo.load_at(id, Version(v)).await,
+            Some(At::Time(t)) => self.repo.load_as_of(id, t).await,
+            Some(At::Position(_)) => return Err("show takes @v<N> or a time".into()),
+        }
+        .map_err(|e| e.to_string())?;
+        if v == Version::NONE {
+            return Err(match at {
+                None => format!("no ticket {id}"),
+                Some(_) => format!("ticket {id} did not exist then"),
+            });
+        }
+        let w = |e: std::io::Error| e.to_string();
+        writeln!(out, "ticket {id} (v{v}): {}", t.title).map_err(w)?;
+        writeln!(
+            out,
+            "  status: {}  priority: {}  assignee: {}",
+            t.status.as_str(),
+            t.priority,
+            t.assignee.as_deref().unwrap_or("-")
+        )
+        .map_err(w)?;
+        if !t.body.is_empty() {
+            writeln!(out, "  body: {}", t.body).map_err(w)?;
+        }
+        for c in &t.comments {
+            writeln!(out, "  comment: {c}").map_err(w)?;
+        }
+        if let Some(r) = &t.close_reason {
+            writeln!(out, "  closed: {r}").map_err(w)?;
+        }
+        Ok(())
+    }
+
+    /// The last position recorded at or before `t` (timestamps never decrease along the log).
+    async fn position_at(&self, t: Timestamp) -> Res<Position> {
+        let (mut lo, mut hi) = (0u64, self.store.head_position().0);
+        while lo < hi {
+            let mid = lo + (hi - lo).div_ceil(2);
+            let e = self
+                .store
+                .read_all(Position(mid), 1)
+                .await
+                .map_err(|e| e.to_string())?;
+            match e.first() {
+                Some(e) if e.recorded_at <= t => lo = mid,
+                _ => hi = mid - 1,
+            }
+        }
+        Ok(Position(lo))
+    }
+
+    async fn search(&self, query: &str, at: Option<At>, out: &mut dyn Write) -> Res {
+        let (hits, note) = match at {
+            None => (
+                self.search.search(query, 10).map_err(|e| e.to_string())?,
+                String::new(),
+            ),
+            Some(at) => {
+                let position = match at {
+                    At::Position(p) => Position(p.min(self.store.head_position().0)),
+                    At::Time(t) => self.position_at(t).await?,
+                    At::Version(_) => return Err("search takes @<position> or a time".into()),
+                };
+                // The read model as it was then: a temporary index built up to that position.
+                let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+                let mut p = SearchProjection::open(
+                    TicketSearch::default(),
+                    dir.path(),
+                    SearchConfig::default(),
+                )
+                .map_err(|e| e.to_string())?;
+                project_until(&self.store, &mut p, position, 1000)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                annals::projections::Projection::commit(&mut p)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                (
+                    p.index().search(query, 10).map_err(|e| e.to_string())?,
+                    format!(" (as of @{position})"),
+                )
+            }
+        };
+        let w = |e: std::io::Error| e.to_string();
+        writeln!(out, "{} hit(s){note}", hits.len()).map_err(w)?;
+        for h in hits {
+            let field = |name: &str| {
+                h.fields
+                    .get(name)
+                    .and_then(|v| v.get(0))
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("")
+                    .to_owned()
+            };
+            let snippet = h.snippet.replace("<b>", "[").replace("</b>", "]");
+            writeln!(
+                out,
+                "  #{:<6} {:>6.2}  [{}] {}  — {}",
+                h.id,
+                h.score,
+                field("status"),
+                field("title"),
+                snippet.replace('\n', " ")
+            )
+            .map_err(w)?;
+        }
+        Ok(())
+    }
+
+    fn list(&self, by: Option<&str>, out: &mut dyn Write) -> Res {
+        let rows = self.list.entries().map_err(|e| e.to_string())?;
+        let w = |e: std::io::Error| e.to_string();
+        let mut groups: BTreeMap<String, Vec<(String, TicketRow)>> = BTreeMap::new();
+        for (id, row) in rows {
+            let key = match by {
+                Some("status") => row.status.clone(),
+                Some(_) => row
+                    .assignee
+                    .clone()
+                    .unwrap_or_else(|| "(unassigned)".into()),
+                None => String::new(),
+            };
+            groups.entry(key).or_default().push((id, row));
+        }
+        if groups.is_empty() {
+            writeln!(out, "no tickets").map_err(w)?;
+        }
+        for (key, mut rows) in groups {
+            rows.sort_by_key(|(id, _)| id.parse::<u64>().unwrap_or(u64::MAX));
+            if by.is_some() {
+                writeln!(out, "{key} ({})", rows.len()).map_err(w)?;
+            }
+            for (id, r) in rows.iter().take(50) {
+                writeln!(
+                    out,
+                    "  #{id:<6} p{} {:<7} {:<10} {}",
+                    r.priority,
+                    r.status,
+                    r.assignee.as_deref().unwrap_or("-"),
+                    r.title
+                )
+                .map_err(w)?;
+            }
+            if rows.len() > 50 {
+                writeln!(out, "  … {} more", rows.len() - 50).map_err(w)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn log(&self, n: usize, follow: bool, out: &mut dyn Write) -> Res {
+        let head = self.store.head_position();
+        let from = Position((head.0 + 1).saturating_sub(n as u64).max(1));
+        let print = |e: &RecordedEvent, out: &mut dyn Write| {
+            writeln!(
+                out,
+                "@{:<6} {} {:<12} v{:<3} {}",
+                e.position,
+                fmt_time(e.recorded_at),
+                e.stream,
+                e.version,
+                e.event_type
+            )
+            .map_err(|e| e.to_string())
+        };
+        if !follow {
+            for e in self
+                .store
+                .read_all(from, n)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                print(&e, out)?;
+            }
+            return Ok(());
+        }
+        writeln!(out, "following $all from @{} (Ctrl-C to stop)", head.next())
+            .map_err(|e| e.to_string())?;
+        let mut sub = self.store.subscribe_all(head.next());
+        let until = if self.tty {
+            None
+        } else {
+            Some(tokio::time::Instant::now() + Duration::from_secs(2))
+        };
+        loop {
+            let next = async {
+                match until {
+                    Some(t) => tokio::time::timeout_at(t, sub.next()).await.ok().flatten(),
+                    None => sub.next().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                e = next => match e {
+                    Some(e) => print(&e.map_err(|e| e.to_string())?, out)?,
+                    None => break,
+                },
+            }
+        }
+        Ok(())
+    }
+
+    async fn rebuild(&self, name: &str, out: &mut dyn Write) -> Res {
+        let h = self
+            .runner
+            .get(name)
+            .ok_or(format!("no projection {name:?}; see projections"))?;
+        let bar = if self.tty {
+            indicatif::ProgressBar::new(self.store.head_position().0)
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} events {per_sec}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        let b = bar.clone();
+        let started = Instant::now();
+        let reached = h
+            .rebuild(Some(Box::new(move |p| {
+                b.set_length(p.target.0);
+                b.set_position(p.position.0);
+            })))
+            .await
+            .map_err(|e| e.to_string())?;
+        bar.finish_and_clear();
+        writeln!(
+            out,
+            "rebuilt {name} to @{reached} in {:.2}s",
+            started.elapsed().as_secs_f64()
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    async fn seed(&self, n: u64, out: &mut dyn Write) -> Res {
+        let bar = if self.tty {
+            indicatif::ProgressBar::new(n)
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        let people = ["ada", "grace", "linus", "barbara", "ken"];
+        let started = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        let per = n.div_ceil(8);
+        for t in 0..8u64 {
+            let repo = self.repo.clone();
+            let bar = bar.clone();
+            let first = self.next_id.fetch_add(per, Ordering::SeqCst);
+            tasks.spawn(async move {
+                let ctx =
+                    CommandContext::new().with_metadata(Metadata::new().with_header("via", "seed"));
+                for k in 0..per {
+                    if t * per + k >= n {
+                        break;
+                    }
+                    let num = first + k;
+                    let id = num.to_string();
+                    let tickets::TicketEvent::Opened {
+                        title,
+                        body,
+                        priority,
+                    } = tickets::generated(num)
+                    else {
+                        continue;
+                    };
+                    repo.execute(
+                        &id,
+                        &TicketCommand::Open {
+                            title,
+                            body: body.chars().take(300).collect(),
+                            priority,
+                        },
+                        &ctx,
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                    if num.is_multiple_of(3) {
+                        let to = people[(num % 5) as usize].to_owned();
+                        repo.execute(&id, &TicketCommand::Assign { to }, &ctx)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    }
+                    if num.is_multiple_of(4) {
+                        let text = format!("looked at it, {}", tickets::WORDS[(num % 36) as usize]);
+                        repo.execute(&id, &TicketCommand::Comment { text }, &ctx)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    }
+                    if num.is_multiple_of(5) {
+                        repo.execute(
+                            &id,
+                            &TicketCommand::Close {
+                                reason: "resolved".into(),
+                            },
+                            &ctx,
+                        )
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    }
+                    bar.inc(1);
+                }
+                Ok::<(), String>(())
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            r.map_err(|e| e.to_string())??;
+        }
+        bar.finish_and_clear();
+        let head = self.store.head_position();
+        for h in self.runner.handles() {
+            h.wait_for(head, Duration::from_secs(120))
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        writeln!(
+            out,
+            "seeded {n} tickets in {:.2}s (head @{head})",
+            started.elapsed().as_secs_f64()
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    fn stats(&self, out: &mut dyn Write) -> Res {
+        let head = self.store.head_position();
+        let tickets = self.list.len();
+        let disk = dir_size(&self.data);
+        let secs = self.started.elapsed().as_secs_f64().max(0.001);
+        let appended = head.0 - self.start_head.0;
+        let w = |e: std::io::Error| e.to_string();
+        writeln!(
+            out,
+            "events: {}  streams (tickets): {tickets}  on disk: {:.1} MiB",
+            head.0,
+            disk as f64 / 1_048_576.0
+        )
+        .map_err(w)?;
+        writeln!(
+            out,
+            "this session: {appended} events in {secs:.0}s ({:.0} events/s)",
+            appended as f64 / secs
+        )
+        .map_err(w)?;
+        writeln!(
+            out,
+            "search index: {} documents, lag {}",
+            self.search.num_docs(),
+            self.search_handle.lag()
+        )
+        .map_err(w)?;
+        Ok(())
+    }
+}
+
+fn dir_size(p: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(p) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// Tab completion of command names.
+#[derive(Helper, Hinter, Highlighter, Validator)]
+struct Names;
+
+impl Completer for Names {
+    type Candidate = String;
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _: &Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<String>)> {
+        let word = &line[..pos];
+        if word.contains(char::is_whitespace) {
+            return Ok((pos, vec![]));
+        }
+        Ok((
+            0,
+            COMMANDS
+                .iter()
+                .filter(|(n, _, _)| n.starts_with(word))
+                .map(|(n, _, _)| (*n).to_owned())
+                .collect(),
+        ))
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    match std::env::var_os("HOME") {
+        Some(home) => PathBuf::from(home).join(".local/share/annals/repl"),
+        None => std::env::temp_dir().join("annals-repl"),
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let mut data = default_data_dir();
+    while let Some(a) = args.next() {
+        match (a.as_str(), args.next()) {
+            ("--data", Some(d)) => data = PathBuf::from(d),
+            _ => {
+                eprintln!("usage: repl [--data DIR]");
+                std::process::exit(2);
+            }
+        }
+    }
+    let tty = std::io::stdin().is_terminal();
+    let app = match App::open(&data, tty).await {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+    };
+    let mut out = std::io::stdout();
+    let _ = writeln!(
+        out,
+        "annals repl — data in {} — {} events — type help",
+        data.display(),
+        app.store.head_position()
+    );
+    if tty {
+        interactive(&app, &data).await;
+    } else {
+        scripted(&app).await;
+    }
+    app.runner.shutdown().await;
+    if let Err(e) = app.store.flush().await {
+        eprintln!("error flushing the store: {e}");
+    }
+}
+
+async fn handle(app: &App, line: &str) -> bool {
+    let mut out = std::io::stdout();
+    match parse(line) {
+        Ok(None) => true,
+        Ok(Some(cmd)) => match app.run(cmd, &mut out).await {
+            Ok(go_on) => go_on,
+            Err(e) => {
+                let _ = writeln!(out, "error: {e}");
+                true
+            }
+        },
+        Err(e) => {
+            let _ = writeln!(out, "error: {e}");
+            true
+        }
+    }
+}
+
+async fn interactive(app: &App, data: &Path) {
+    let mut rl = match rustyline::Editor::<Names, rustyline::history::DefaultHistory>::new() {
+        Ok(rl) => rl,
+        Err(e) => {
+            eprintln!("cannot start line editing ({e}); reading plain lines");
+            return scripted(app).await;
+        }
+    };
+    rl.set_helper(Some(Names));
+    let history = data.join("history.txt");
+    let _ = rl.load_history(&history);
+    loop {
+        // rustyline blocks; run it off the async workers.
+        let (back, line) = tokio::task::block_in_place(|| {
+            let line = rl.readline("annals> ");
+            (rl, line)
+        });
+        rl = back;
+        match line {
+            Ok(line) => {
+                let _ = rl.add_history_entry(line.as_str());
+                if !handle(app, &line).await {
+                    break;
+                }
+            }
+            Err(
+                rustyline::error::ReadlineError::Interrupted | rustyline::error::ReadlineError::Eof,
+            ) => break,
+            Err(e) => {
+                eprintln!("error: {e}");
+                break;
+            }
+        }
+    }
+    let _ = rl.save_history(&history);
+}
+
+async fn scripted(app: &App) {
+    let stdin = std::io::stdin();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match tokio::task::block_in_place(|| stdin.read_line(&mut line)) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                if !handle(app, &line).await {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_command_and_rejects_bad_input() {
+        for (_, _, example) in COMMANDS {
+            assert!(parse(example).is_ok(), "{example}");
+        }
+        assert!(matches!(
+            parse("show 1 @v3"),
+            Ok(Some(Cmd::Show(_, Some(At::Version(3)))))
+        ));
+        assert!(matches!(
+            parse("show 1 @-5m"),
+            Ok(Some(Cmd::Show(_, Some(At::Time(_)))))
+        ));
+        assert!(matches!(
+            parse("show 1 @2026-11-24T10:00:00Z"),
+            Ok(Some(Cmd::Show(_, Some(At::Time(_)))))
+        ));
+        assert!(
+            matches!(parse("search a b @12"), Ok(Some(Cmd::Search(q, Some(At::Position(12))))) if q == "a b")
+        );
+        for bad in [
+            "frobnicate",
+            "show",
+            "show 1 @yesterday",
+            "show 1 @v",
+            "priority 1 x",
+            "log x",
+            "seed -1",
+            "search @3",
+            "list colour",
+            "retry x",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse("   "), Ok(None));
+    }
+}
