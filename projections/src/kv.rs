@@ -123,6 +123,14 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> KvReadMod
         }
     }
 
+    /// Decodes a stored checkpoint value (for tools reading a read model's tree directly).
+    ///
+    /// # Errors
+    /// An undecodable checkpoint.
+    pub fn decode_checkpoint(bytes: &[u8]) -> Result<Checkpoint, ProjectionError> {
+        decode(bytes)
+    }
+
     /// Applies `writes` and the checkpoint in one atomic sled batch.
     fn commit(
         &self,

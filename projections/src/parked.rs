@@ -99,6 +99,17 @@ impl ParkedStore {
             .collect()
     }
 
+    /// Every parked event of every projection.
+    ///
+    /// # Errors
+    /// sled errors, or an undecodable record.
+    pub fn all(&self) -> Result<Vec<Parked>, ProjectionError> {
+        self.tree
+            .iter()
+            .map(|item| Self::decode(&item?.1))
+            .collect()
+    }
+
     /// How many events `projection` has parked.
     pub fn count(&self, projection: &str) -> usize {
         self.tree.scan_prefix(prefix(projection)).count()

@@ -292,6 +292,34 @@ impl<B: Backend> Engine<B> {
         self.shared().head_tx.subscribe()
     }
 
+    pub(crate) fn streams(&self) -> Result<Vec<(StreamId, Version)>> {
+        let visible = self.visible();
+        let mut out: Vec<(StreamId, Version)> = Vec::new();
+        self.shared().backend.scan(
+            &[layout::STREAMS],
+            &[layout::STREAMS, 0xff],
+            false,
+            &mut |k, v| {
+                let Some((name, last)) = parse_stream_key(k) else {
+                    return Ok(CONTINUE);
+                };
+                let entry = IndexEntry::decode(v, "stream index entry")?;
+                if entry.first_position.0 + u64::from(entry.count) - 1 > visible.0 {
+                    return Ok(CONTINUE);
+                }
+                let name = std::str::from_utf8(name).map_err(|_| {
+                    Error::corrupt(entry.first_position, "stream name is not UTF-8")
+                })?;
+                match out.last_mut() {
+                    Some((s, v)) if s.as_str() == name => *v = last,
+                    _ => out.push((StreamId::new(name)?, last)),
+                }
+                Ok(CONTINUE)
+            },
+        )?;
+        Ok(out)
+    }
+
     pub(crate) fn size_on_disk(&self) -> Result<u64> {
         self.shared().backend.size_on_disk()
     }

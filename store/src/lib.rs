@@ -47,6 +47,9 @@ mod engine;
 pub mod format;
 #[doc(hidden)]
 pub mod layout;
+mod verify;
+
+pub use verify::{Problem, VerifyReport, verify};
 
 use std::path::{Path, PathBuf};
 
@@ -74,6 +77,14 @@ macro_rules! delegate_store {
             /// An I/O error (the store is poisoned afterwards) or `Closed`.
             pub async fn flush(&self) -> Result<()> {
                 self.engine.flush().await
+            }
+
+            /// Every stream with its current version, in name order (walks the stream index).
+            ///
+            /// # Errors
+            /// Storage errors or a damaged index entry.
+            pub fn streams(&self) -> Result<Vec<(StreamId, Version)>> {
+                self.engine.streams()
             }
 
             /// `Some(reason)` when a failed write poisoned the store and it refuses writes.

@@ -1,0 +1,373 @@
+//! `annals` — the ops tool over a data directory (the REPL's layout: `DIR/store` holds the
+//! event store and `DIR/read-models` the read models; a directory that is itself a store
+//! works too).
+//!
+//! ```text
+//! annals --data DIR streams | read <stream> | tail [-n N] [--follow] | projections | parked
+//!        | verify | export [--out FILE] | import <FILE>
+//! ```
+// A program: it prints.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use annals::prelude::*;
+use annals::projections::{Checkpoint, ParkedStore};
+use annals::store::verify;
+use annals::{Uuid, VersionRange};
+use base64::Engine as _;
+use clap::{Parser, Subcommand};
+use serde::{Deserialize, Serialize};
+
+#[derive(Parser)]
+#[command(
+    name = "annals",
+    version,
+    about = "Inspect, verify, export and import an annals data directory"
+)]
+struct Cli {
+    /// The data directory.
+    #[arg(long, short, default_value = "annals-data")]
+    data: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Every stream with its version.
+    Streams,
+    /// The events of one stream.
+    Read {
+        /// The stream id, e.g. ticket-1.
+        stream: String,
+    },
+    /// The last events of the global log.
+    Tail {
+        /// How many.
+        #[arg(short, default_value_t = 20)]
+        n: usize,
+        /// Keep printing new events (Ctrl-C to stop).
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Checkpoints and lag of the read models.
+    Projections,
+    /// Parked (dead-letter) events of every projection.
+    Parked,
+    /// Walk the whole store: checksums, contiguous positions and versions, index consistency.
+    Verify,
+    /// Every event as JSON lines (payloads as base64; JSON payloads also decoded).
+    Export {
+        /// Write here instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Append the events of an export to the store (new positions and times).
+    Import {
+        /// The JSON-lines file.
+        file: PathBuf,
+    },
+}
+
+/// One exported event.
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct Line {
+    position: u64,
+    stream: String,
+    version: u64,
+    id: Uuid,
+    event_type: String,
+    schema_version: u32,
+    recorded_at_micros: i64,
+    metadata: Metadata,
+    codec: u8,
+    payload_base64: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    payload_json: Option<serde_json::Value>,
+}
+
+fn store_dir(data: &Path) -> PathBuf {
+    let nested = data.join("store");
+    if nested.is_dir() {
+        nested
+    } else {
+        data.to_path_buf()
+    }
+}
+
+fn open_store(data: &Path) -> Result<SledStore, String> {
+    let dir = store_dir(data);
+    if !dir.join("db").exists() && !dir.join("conf").exists() {
+        return Err(format!("no store in {}", data.display()));
+    }
+    SledStore::open(&dir).map_err(|e| format!("cannot open {}: {e}", dir.display()))
+}
+
+fn print_event(out: &mut dyn Write, e: &RecordedEvent) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "@{:<7} {:<24} v{:<5} {:<18} {}",
+        e.position, e.stream, e.version, e.event_type, e.id
+    )
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, String> {
+    let io = |e: std::io::Error| e.to_string();
+    let st = |e: annals::Error| e.to_string();
+    let mut out = std::io::stdout().lock();
+    match cli.command {
+        Command::Streams => {
+            let store = open_store(&cli.data)?;
+            for (s, v) in store.streams().map_err(st)? {
+                writeln!(out, "{s:<32} v{v}").map_err(io)?;
+            }
+        }
+        Command::Read { stream } => {
+            let store = open_store(&cli.data)?;
+            let s = StreamId::new(stream).map_err(st)?;
+            let events = store
+                .read_stream(&s, VersionRange::ALL, Direction::Forward, usize::MAX)
+                .await
+                .map_err(st)?;
+            if events.is_empty() {
+                return Err(format!("no stream {s}"));
+            }
+            for e in &events {
+                print_event(&mut out, e).map_err(io)?;
+            }
+        }
+        Command::Tail { n, follow } => {
+            let store = open_store(&cli.data)?;
+            let head = store.head_position();
+            let from = Position((head.0 + 1).saturating_sub(n as u64).max(1));
+            for e in store.read_all(from, n).await.map_err(st)? {
+                print_event(&mut out, &e).map_err(io)?;
+            }
+            if follow {
+                out.flush().map_err(io)?;
+                let mut sub = store.subscribe_all(head.next());
+                loop {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => break,
+                        e = sub.next() => match e {
+                            Some(e) => {
+                                print_event(&mut out, &e.map_err(st)?).map_err(io)?;
+                                out.flush().map_err(io)?;
+                            }
+                            None => break,
+                        },
+                    }
+                }
+            }
+        }
+        Command::Projections | Command::Parked => {
+            let store = open_store(&cli.data)?;
+            let head = store.head_position();
+            let rm = cli.data.join("read-models");
+            let db = sled::Config::new()
+                .path(&rm)
+                .open()
+                .map_err(|e| format!("cannot open {}: {e}", rm.display()))?;
+            if matches!(cli.command, Command::Projections) {
+                for name in db.tree_names() {
+                    let name = String::from_utf8_lossy(&name).into_owned();
+                    let Some(model) = name.strip_prefix("kv/") else {
+                        continue;
+                    };
+                    let tree = db.open_tree(&name).map_err(|e| e.to_string())?;
+                    let cp = match tree.get(b"c").map_err(|e| e.to_string())? {
+                        Some(v) => bincode_checkpoint(&v)?,
+                        None => Checkpoint::default(),
+                    };
+                    writeln!(
+                        out,
+                        "{model:<20} checkpoint {:<8} version {:<3} lag {}",
+                        cp.position,
+                        cp.version,
+                        head.0.saturating_sub(cp.position.0)
+                    )
+                    .map_err(io)?;
+                }
+                let search = cli.data.join("search");
+                if let Ok(current) = std::fs::read_to_string(search.join("CURRENT")) {
+                    writeln!(
+                        out,
+                        "{:<20} generation {} (checkpoint in the index's commit payload)",
+                        "search",
+                        current.trim()
+                    )
+                    .map_err(io)?;
+                }
+            } else {
+                let parked = ParkedStore::open(&db).map_err(|e| e.to_string())?;
+                let all = parked.all().map_err(|e| e.to_string())?;
+                if all.is_empty() {
+                    writeln!(out, "no parked events").map_err(io)?;
+                }
+                for p in all {
+                    writeln!(
+                        out,
+                        "{} @{} {} {} attempts={} {}",
+                        p.projection, p.position, p.stream, p.event_type, p.attempts, p.error
+                    )
+                    .map_err(io)?;
+                }
+            }
+        }
+        Command::Verify => {
+            let dir = store_dir(&cli.data);
+            let report = verify(&dir).map_err(st)?;
+            for p in &report.problems {
+                writeln!(out, "problem at position {}: {}", p.position, p.what).map_err(io)?;
+            }
+            writeln!(
+                out,
+                "{} events, {} streams, {} chunks, {} problem(s)",
+                report.events,
+                report.streams,
+                report.chunks,
+                report.problems.len()
+            )
+            .map_err(io)?;
+            if !report.ok() {
+                return Ok(ExitCode::from(1));
+            }
+        }
+        Command::Export { out: file } => {
+            let store = open_store(&cli.data)?;
+            let mut sink: Box<dyn Write> = match file {
+                Some(f) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(&f).map_err(io)?,
+                )),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout())),
+            };
+            let mut next = Position::FIRST;
+            loop {
+                let page = store.read_all(next, 4096).await.map_err(st)?;
+                let Some(last) = page.last() else { break };
+                next = last.position.next();
+                for e in page {
+                    let payload_json = (e.codec == CodecId::JSON)
+                        .then(|| serde_json::from_slice(&e.payload).ok())
+                        .flatten();
+                    let line = Line {
+                        position: e.position.0,
+                        stream: e.stream.to_string(),
+                        version: e.version.0,
+                        id: *e.id.as_uuid(),
+                        event_type: e.event_type,
+                        schema_version: e.schema_version,
+                        recorded_at_micros: e.recorded_at.0,
+                        metadata: e.metadata,
+                        codec: e.codec.0,
+                        payload_base64: base64::engine::general_purpose::STANDARD
+                            .encode(&e.payload),
+                        payload_json,
+                    };
+                    serde_json::to_writer(&mut sink, &line).map_err(|e| e.to_string())?;
+                    sink.write_all(b"\n").map_err(io)?;
+                }
+            }
+            sink.flush().map_err(io)?;
+        }
+        Command::Import { file } => {
+            // Into an existing store, or a new one in the REPL's layout (DIR/store).
+            let target = if cli.data.join("db").exists() {
+                cli.data.clone()
+            } else {
+                cli.data.join("store")
+            };
+            let store = SledStore::open(&target).map_err(st)?;
+            let reader = std::io::BufReader::new(
+                std::fs::File::open(&file).map_err(|e| format!("{}: {e}", file.display()))?,
+            );
+            let mut batch: Vec<EventData> = Vec::new();
+            let mut batch_stream: Option<(StreamId, u64)> = None;
+            let mut imported = 0u64;
+            for (n, line) in reader.lines().enumerate() {
+                let line = line.map_err(io)?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let l: Line =
+                    serde_json::from_str(&line).map_err(|e| format!("line {}: {e}", n + 1))?;
+                let payload = base64::engine::general_purpose::STANDARD
+                    .decode(&l.payload_base64)
+                    .map_err(|e| format!("line {}: payload: {e}", n + 1))?;
+                let stream = StreamId::new(l.stream).map_err(|e| format!("line {}: {e}", n + 1))?;
+                let data = EventData {
+                    id: EventId::from_uuid(l.id),
+                    event_type: l.event_type,
+                    schema_version: l.schema_version,
+                    codec: CodecId(l.codec),
+                    metadata: l.metadata,
+                    payload,
+                };
+                let continues = matches!(&batch_stream, Some((s, last)) if *s == stream && l.version == *last + 1);
+                if !continues || batch.len() >= 1000 {
+                    imported += flush_import(&store, &mut batch, batch_stream.take()).await?;
+                    batch_stream = Some((stream, l.version - 1));
+                }
+                batch.push(data);
+                if let Some((_, last)) = &mut batch_stream {
+                    *last = l.version;
+                }
+            }
+            imported += flush_import(&store, &mut batch, batch_stream).await?;
+            store.flush().await.map_err(st)?;
+            writeln!(
+                out,
+                "imported {imported} events; head @{}",
+                store.head_position()
+            )
+            .map_err(io)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bincode_checkpoint(bytes: &[u8]) -> Result<Checkpoint, String> {
+    annals::projections::KvReadModel::<String, ()>::decode_checkpoint(bytes)
+        .map_err(|e| e.to_string())
+}
+
+/// Appends a run of one stream's events, expecting the stream at the version before them
+/// (so a re-import of the same file is idempotent: same ids, original result).
+async fn flush_import(
+    store: &SledStore,
+    batch: &mut Vec<EventData>,
+    run: Option<(StreamId, u64)>,
+) -> Result<u64, String> {
+    let Some((stream, last)) = run else {
+        return Ok(0);
+    };
+    if batch.is_empty() {
+        return Ok(0);
+    }
+    let n = batch.len() as u64;
+    let before = Version(last - n);
+    store
+        .append(
+            &stream,
+            ExpectedVersion::Exact(before),
+            std::mem::take(batch),
+        )
+        .await
+        .map_err(|e| format!("importing {stream} at v{}: {e}", before.next()))?;
+    Ok(n)
+}
