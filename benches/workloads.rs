@@ -37,6 +37,7 @@ struct Args {
     events: Option<usize>,
     repeat: usize,
     commands: Option<usize>,
+    minutes: f64,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -48,6 +49,7 @@ fn parse_args() -> Result<Args, String> {
         events: None,
         repeat: 1,
         commands: None,
+        minutes: 1.0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -76,6 +78,11 @@ fn parse_args() -> Result<Args, String> {
                 )
             }
             "--system" => args.system = Some(value("--system")?),
+            "--minutes" => {
+                args.minutes = value("--minutes")?
+                    .parse()
+                    .map_err(|e| format!("--minutes: {e}"))?
+            }
             "--commands" => {
                 args.commands = Some(
                     value("--commands")?
@@ -113,8 +120,9 @@ fn main() {
         "w2" => rt.block_on(w2()),
         "w3" => rt.block_on(w3(&args)),
         "w4" => rt.block_on(w4(&args)),
+        "soak" => rt.block_on(soak(&args)),
         other => {
-            eprintln!("unknown workload {other:?}; known: w1, w2, w3, w4, w5");
+            eprintln!("unknown workload {other:?}; known: w1, w2, w3, w4, w5, soak");
             std::process::exit(2);
         }
     }
@@ -732,5 +740,195 @@ async fn w4(args: &Args) {
         p(0.5),
         p(0.99),
         p(1.0)
+    );
+}
+
+/// The resident set size of this process, from /proc (0 where unavailable).
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Soak: 8 durable writers (ticket commands through the repository) and 3 projections (a KV
+/// list, a KV per-account balance and the search index) for `--minutes M`; every 10 s one
+/// JSON line with throughput, RSS, per-projection lag and parked count.
+async fn soak(args: &Args) {
+    use annals::projections::{
+        KvProjection, KvProjector, KvReadModel, KvWriter, ProjectionConfig, ProjectionRunner,
+        SearchConfig, SearchProjection,
+    };
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    struct Counts;
+    impl KvProjector for Counts {
+        type Key = String;
+        type Value = u64;
+        fn name(&self) -> &str {
+            "event-counts"
+        }
+        fn apply(
+            &self,
+            e: &RecordedEvent,
+            kv: &mut KvWriter<'_, String, u64>,
+        ) -> Result<(), String> {
+            let n = kv
+                .get(&e.event_type)
+                .map_err(|e| e.to_string())?
+                .unwrap_or(0);
+            kv.put(&e.event_type, &(n + 1)).map_err(|e| e.to_string())
+        }
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    // sled's page cache bounds most of the store's memory: 64 MiB here (StoreConfig::cache_bytes).
+    let store = SledStore::open_with(
+        dir.path().join("store"),
+        StoreConfig::default().cache_bytes(64 << 20),
+    )
+    .unwrap();
+    let db = sled::Config::new()
+        .path(dir.path().join("rm"))
+        .cache_capacity(32 << 20)
+        .open()
+        .unwrap();
+    let runner = ProjectionRunner::new(store.clone(), &db).unwrap();
+    let list = KvReadModel::open(&db, "ticket-list").unwrap();
+    runner
+        .start(
+            Box::new(KvProjection::new(tickets::TicketList, list)),
+            ProjectionConfig::default(),
+        )
+        .unwrap();
+    let counts = KvReadModel::open(&db, "event-counts").unwrap();
+    runner
+        .start(
+            Box::new(KvProjection::new(Counts, counts)),
+            ProjectionConfig::default(),
+        )
+        .unwrap();
+    let search = SearchProjection::open(
+        tickets::TicketSearch::default(),
+        dir.path().join("search"),
+        SearchConfig::default(),
+    )
+    .unwrap();
+    runner
+        .start(Box::new(search), ProjectionConfig::default())
+        .unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let repo = Repository::<tickets::Ticket, _>::new(store.clone()).snapshot_every(50);
+    let mut writers = Vec::new();
+    for t in 0..8u64 {
+        let repo = repo.clone();
+        let stop = stop.clone();
+        writers.push(tokio::spawn(async move {
+            let ctx = CommandContext::new();
+            let mut k = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let n = k * 8 + t;
+                let id = format!("s{n}");
+                let tickets::TicketEvent::Opened {
+                    title,
+                    body,
+                    priority,
+                } = tickets::generated(n)
+                else {
+                    continue;
+                };
+                repo.execute(
+                    &id,
+                    &tickets::TicketCommand::Open {
+                        title,
+                        body,
+                        priority,
+                    },
+                    &ctx,
+                )
+                .await
+                .unwrap();
+                for c in 0..(n % 4) {
+                    let text = format!("follow-up {c} on {}", tickets::WORDS[(n % 36) as usize]);
+                    repo.execute(&id, &tickets::TicketCommand::Comment { text }, &ctx)
+                        .await
+                        .unwrap();
+                }
+                if n % 3 == 0 {
+                    repo.execute(
+                        &id,
+                        &tickets::TicketCommand::Close {
+                            reason: "done".into(),
+                        },
+                        &ctx,
+                    )
+                    .await
+                    .unwrap();
+                }
+                k += 1;
+            }
+        }));
+    }
+    let total = Duration::from_secs_f64(args.minutes * 60.0);
+    let started = Instant::now();
+    let mut last = (Instant::now(), store.head_position());
+    let mut max_rss = 0u64;
+    let mut max_lag = 0u64;
+    let mut rates = Vec::new();
+    while started.elapsed() < total {
+        tokio::time::sleep(
+            Duration::from_secs(10).min(
+                total
+                    .saturating_sub(started.elapsed())
+                    .max(Duration::from_millis(1)),
+            ),
+        )
+        .await;
+        let now = (Instant::now(), store.head_position());
+        let rate = (now.1.0 - last.1.0) as f64 / (now.0 - last.0).as_secs_f64();
+        rates.push(rate);
+        last = now;
+        let rss = rss_bytes();
+        max_rss = max_rss.max(rss);
+        let mut lags = String::new();
+        let mut parked = 0;
+        for h in runner.handles() {
+            let s = h.status();
+            max_lag = max_lag.max(s.lag);
+            parked += s.parked;
+            lags.push_str(&format!("\"{}\":{},", s.name, s.lag));
+        }
+        lags.pop();
+        println!(
+            "{{\"workload\":\"soak\",\"t_secs\":{:.0},\"events\":{},\"events_per_sec\":{rate:.0},\"rss_mib\":{:.1},\"lag\":{{{lags}}},\"parked\":{parked}}}",
+            started.elapsed().as_secs_f64(),
+            now.1,
+            rss as f64 / 1_048_576.0
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.await.unwrap();
+    }
+    let head = store.head_position();
+    for h in runner.handles() {
+        h.wait_for(head, Duration::from_secs(120)).await.unwrap();
+    }
+    runner.shutdown().await;
+    println!(
+        "{{\"workload\":\"soak\",\"summary\":true,\"minutes\":{},\"events\":{},\"median_events_per_sec\":{:.0},\"max_rss_mib\":{:.1},\"max_lag\":{max_lag},\"disk_mib\":{:.1}}}",
+        args.minutes,
+        head,
+        median(&mut rates),
+        max_rss as f64 / 1_048_576.0,
+        store.size_on_disk().unwrap_or(0) as f64 / 1_048_576.0
     );
 }

@@ -1,8 +1,12 @@
-//! Crash test: a child process appends in `Durable` mode from 8 tasks and prints each ack;
-//! the parent SIGKILLs it at a random moment, reopens the store and checks that every acked
-//! event is present, no append is partial, and positions and versions are contiguous.
+//! Crash cycles across the store and its read models: a child process appends in `Durable`
+//! mode from 8 tasks (single- and multi-event appends, with expected-version conflicts on
+//! shared streams), prints each ack, and runs a key-value and a search projection; the parent
+//! SIGKILLs it at a random moment, reopens everything and checks that every acked event is
+//! present, no append is partial, positions and versions are contiguous, the KV read model
+//! equals a rebuild at its checkpoint with nothing applied twice, and the search index holds
+//! exactly one document per ticket up to its checkpoint.
 //!
-//! 20 cycles by default; `ANNALS_STRESS=1` runs 300.
+//! 20 cycles by default; `ANNALS_STRESS=1` runs 300 and prints the one-line summary.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -17,6 +21,16 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use annals::prelude::*;
+use annals::projections::{
+    KvProjection, KvReadModel, ProjectionConfig, ProjectionRunner, SearchConfig, SearchProjection,
+};
+
+mod common;
+#[path = "../examples/support/tickets.rs"]
+mod tickets;
+
+use common::projections::{PerStream, check_once, rebuilt};
+use tickets::TicketEvent;
 
 const DIR_VAR: &str = "ANNALS_CRASH_CHILD_DIR";
 
@@ -32,7 +46,28 @@ fn crash_child() {
         .build()
         .unwrap();
     rt.block_on(async move {
-        let store = SledStore::open(&dir).unwrap();
+        let dir = std::path::PathBuf::from(dir);
+        let store = SledStore::open(dir.join("store")).unwrap();
+        let db = open_rm(&dir);
+        let runner = ProjectionRunner::new(store.clone(), &db).unwrap();
+        let model = KvReadModel::open(&db, "per-stream").unwrap();
+        let pc = ProjectionConfig {
+            batch_size: 40,
+            ..ProjectionConfig::default()
+        };
+        runner
+            .start(
+                Box::new(KvProjection::new(PerStream::new("per-stream"), model)),
+                pc.clone(),
+            )
+            .unwrap();
+        let search = SearchProjection::open(
+            tickets::TicketSearch::default(),
+            dir.join("search"),
+            search_config(),
+        )
+        .unwrap();
+        runner.start(Box::new(search), pc).unwrap();
         let (tx, rx) = std::sync::mpsc::channel::<String>();
         // One printer thread, so ack lines never interleave.
         std::thread::spawn(move || {
@@ -55,7 +90,7 @@ fn crash_child() {
                     seed ^= seed >> 7;
                     seed ^= seed << 17;
                     // Streams shared by two tasks, so some appends conflict.
-                    let stream = StreamId::new(format!("c-{}-{}", t / 2, seed % 3)).unwrap();
+                    let stream = tickets::stream(&format!("c{}-{}", t / 2, seed % 3));
                     let n = 1 + (seed >> 8) % 3;
                     let head = store
                         .stream_head(&stream)
@@ -65,13 +100,22 @@ fn crash_child() {
                     let tag = format!("{}-{t}-{k}", std::process::id());
                     let events: Vec<EventData> = (0..n)
                         .map(|i| {
-                            EventData::json("Crashy", &format!("{tag}/{i}"))
-                                .unwrap()
-                                .with_metadata(
-                                    Metadata::new()
-                                        .with_header("append", tag.clone())
-                                        .with_header("count", n.to_string()),
-                                )
+                            let e = if head == Version::NONE && i == 0 {
+                                TicketEvent::Opened {
+                                    title: format!("crash {tag}"),
+                                    body: "kill nine".into(),
+                                    priority: 3,
+                                }
+                            } else {
+                                TicketEvent::Commented {
+                                    text: format!("{tag}/{i}"),
+                                }
+                            };
+                            tickets::data(&e).with_metadata(
+                                Metadata::new()
+                                    .with_header("append", tag.clone())
+                                    .with_header("count", n.to_string()),
+                            )
                         })
                         .collect();
                     match store
@@ -119,6 +163,65 @@ fn parse_ack(line: &str) -> Option<Ack> {
 }
 
 /// Checks the invariants of a reopened store; returns (events, acked appends checked).
+fn open_rm(dir: &std::path::Path) -> sled::Db {
+    for _ in 0..300 {
+        if let Ok(db) = sled::open(dir.join("rm")) {
+            return db;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    sled::open(dir.join("rm")).unwrap()
+}
+
+fn search_config() -> SearchConfig {
+    SearchConfig {
+        commit_every_events: 200,
+        commit_every: Duration::from_millis(30),
+        ..SearchConfig::default()
+    }
+}
+
+/// The KV read model equals a rebuild at its checkpoint with nothing applied twice; the
+/// search index holds one document per ticket opened up to its checkpoint.
+async fn verify_read_models(store: &SledStore, dir: &std::path::Path, cycle: usize) {
+    let db = open_rm(dir);
+    let model = KvReadModel::<String, (u64, u64, u64)>::open(&db, "per-stream").unwrap();
+    let entries = model.entries().unwrap();
+    check_once(&entries);
+    let cp = model
+        .checkpoint()
+        .unwrap()
+        .map_or(Position::NONE, |c| c.position);
+    assert_eq!(
+        entries,
+        rebuilt(store, cp).await,
+        "cycle {cycle}: KV read model != rebuild at {cp}"
+    );
+    drop(db);
+    let search = SearchProjection::open(
+        tickets::TicketSearch::default(),
+        dir.join("search"),
+        search_config(),
+    )
+    .unwrap();
+    let cp = annals::projections::Projection::checkpoint(&search)
+        .await
+        .unwrap()
+        .map_or(Position::NONE, |c| c.position);
+    let opened = store
+        .read_all(Position::NONE, cp.0 as usize)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.event_type == "Opened")
+        .count();
+    assert_eq!(
+        search.index().num_docs() as usize,
+        opened,
+        "cycle {cycle}: search documents != tickets opened up to {cp}"
+    );
+}
+
 async fn verify(store: &SledStore, acks: &[Ack]) -> (usize, usize) {
     let all = store.read_all(Position::NONE, usize::MAX).await.unwrap();
     let mut heads: HashMap<StreamId, u64> = HashMap::new();
@@ -227,14 +330,15 @@ fn kill_nine_loses_no_acked_event() {
         child.wait().unwrap();
         reader.join().unwrap();
         acks.extend(rx.try_iter().filter_map(|l| parse_ack(&l)));
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = SledStore::open(dir.path().join("store")).unwrap();
         let (n, _) = rt.block_on(verify(&store, &acks));
         assert!(n >= events, "cycle {cycle}: the log shrank");
         events = n;
+        rt.block_on(verify_read_models(&store, dir.path(), cycle));
         drop(store);
     }
     println!(
-        "crash cycles: {cycles}, acked appends: {}, events: {events}, lost: 0, partial: 0, holes: 0, secs: {:.1}",
+        "crash cycles: {cycles}, acked: {}, lost: 0, partial: 0, holes: 0, read-model mismatches: 0 (events: {events}, secs: {:.1})",
         acks.len(),
         started.elapsed().as_secs_f64()
     );

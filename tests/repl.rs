@@ -1,11 +1,18 @@
 //! Drives the real `repl` example binary through a scripted session covering every command —
 //! time travel and search-as-of included — and asserts on its output; then restarts it on the
-//! same data directory.
+//! same data directory. The command parser is tested on its own too, with arbitrary input.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+
+#[path = "../examples/support/repl_cmd.rs"]
+mod repl_cmd;
+#[path = "../examples/support/tickets.rs"]
+mod tickets;
+
+use repl_cmd::{At, COMMANDS, Cmd, parse};
 
 /// `cargo test` builds the examples next to the test binaries: target/<profile>/examples.
 fn repl_binary() -> PathBuf {
@@ -149,4 +156,61 @@ show 1
     expect(&again, "status: open");
     expect(&again, "ticket-search  checkpoint");
     expect(&again, "[roller]");
+}
+
+// ---- the command parser ----
+
+#[test]
+fn parses_every_command_and_rejects_bad_input() {
+    for (_, _, example) in COMMANDS {
+        assert!(parse(example).is_ok(), "{example}");
+    }
+    assert!(matches!(
+        parse("show 1 @v3"),
+        Ok(Some(Cmd::Show(_, Some(At::Version(3)))))
+    ));
+    assert!(matches!(
+        parse("show 1 @-5m"),
+        Ok(Some(Cmd::Show(_, Some(At::Time(_)))))
+    ));
+    assert!(matches!(
+        parse("show 1 @2026-11-24T10:00:00Z"),
+        Ok(Some(Cmd::Show(_, Some(At::Time(_)))))
+    ));
+    assert!(
+        matches!(parse("search a b @12"), Ok(Some(Cmd::Search(q, Some(At::Position(12))))) if q == "a b")
+    );
+    for bad in [
+        "frobnicate",
+        "show",
+        "show 1 @yesterday",
+        "show 1 @v",
+        "priority 1 x",
+        "log x",
+        "seed -1",
+        "search @3",
+        "list colour",
+        "retry x",
+    ] {
+        assert!(parse(bad).is_err(), "{bad}");
+    }
+    assert_eq!(parse("   "), Ok(None));
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(
+        if std::env::var_os("ANNALS_STRESS").is_some() { 100_000 } else { 5_000 }
+    ))]
+
+    /// Any line — arbitrary text, or a command word with arbitrary arguments — parses into
+    /// a command or a typed error, never a panic.
+    #[test]
+    fn any_line_parses_or_errors(
+        word in proptest::sample::select(COMMANDS.iter().map(|c| c.0).collect::<Vec<_>>()),
+        rest in ".{0,60}",
+        raw in proptest::collection::vec(proptest::prelude::any::<char>(), 0..80),
+    ) {
+        let _ = parse(&format!("{word} {rest}"));
+        let _ = parse(&raw.into_iter().collect::<String>());
+    }
 }
