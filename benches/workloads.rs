@@ -862,7 +862,7 @@ async fn soak(args: &Args) {
                         .await
                         .unwrap();
                 }
-                if n % 3 == 0 {
+                if n.is_multiple_of(3) {
                     repo.execute(
                         &id,
                         &tickets::TicketCommand::Close {
