@@ -63,3 +63,13 @@ fn retry_after_restart_returns_original_result() {
     ];
     common::run_both(&ops);
 }
+
+/// Postmortem: the payload proptest (`tests/decoders.rs`) found that a bincode length prefix
+/// claiming 2 EiB made decoding allocate it and abort the process; bincode decoding now runs
+/// with a 64 MiB limit (`annals::DECODE_LIMIT`) and such payloads are `Error::Codec`.
+#[test]
+fn huge_bincode_length_prefix_is_a_codec_error_not_an_abort() {
+    let bytes = [0xFD, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F];
+    let r: Result<(String, String, u8), _> = annals::CodecId::BINCODE.decode("Opened", &bytes);
+    assert!(matches!(r, Err(annals::Error::Codec { .. })));
+}

@@ -11,6 +11,9 @@ use serde::de::DeserializeOwned;
 
 use crate::error::Error;
 
+/// The most memory a bincode payload may claim while decoding (64 MiB).
+pub const DECODE_LIMIT: usize = 64 * 1024 * 1024;
+
 /// The codec a payload was encoded with, as stored in its record.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(transparent)]
@@ -68,9 +71,12 @@ impl CodecId {
         };
         match self {
             CodecId::BINCODE => {
-                let (value, read) =
-                    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
-                        .map_err(|e| fail(e.to_string()))?;
+                // The limit caps what length prefixes may claim: a damaged or hostile payload
+                // must be an error, not an allocation that aborts the process. It does not
+                // change the wire format.
+                let config = bincode::config::standard().with_limit::<DECODE_LIMIT>();
+                let (value, read) = bincode::serde::decode_from_slice(bytes, config)
+                    .map_err(|e| fail(e.to_string()))?;
                 if read != bytes.len() {
                     return Err(fail(format!(
                         "{} trailing bytes after the value",
@@ -133,6 +139,16 @@ mod tests {
         let r: Result<u8, _> = CodecId::BINCODE.decode("X", &[1, 2]);
         assert!(matches!(r, Err(Error::Codec { .. })), "trailing bytes");
         let r: Result<u8, _> = CodecId(77).decode("X", &[1]);
+        assert!(matches!(r, Err(Error::Codec { .. })));
+    }
+
+    /// A length prefix claiming exabytes is a typed error, not an aborting allocation.
+    #[test]
+    fn huge_length_prefixes_are_errors() {
+        let bytes = [0xFD, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F];
+        let r: Result<String, _> = CodecId::BINCODE.decode("X", &bytes);
+        assert!(matches!(r, Err(Error::Codec { .. })));
+        let r: Result<Vec<u64>, _> = CodecId::BINCODE.decode("X", &bytes);
         assert!(matches!(r, Err(Error::Codec { .. })));
     }
 

@@ -31,7 +31,7 @@ mod store;
 mod subscription;
 
 pub use aggregate::{Aggregate, Command, DomainEvent};
-pub use codec::CodecId;
+pub use codec::{CodecId, DECODE_LIMIT};
 pub use envelope::{EventData, MAX_EVENT_TYPE_LEN, RecordedEvent, Timestamp};
 pub use error::{Error, Result};
 pub use expected::ExpectedVersion;

@@ -28,9 +28,16 @@ fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, ProjectionError> 
 }
 
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ProjectionError> {
-    bincode::serde::decode_from_slice(bytes, config())
-        .map(|(v, _)| v)
-        .map_err(|e| ProjectionError::ReadModel(format!("undecodable read-model value: {e}")))
+    // A limit on what length prefixes may claim: damaged bytes must not abort the process.
+    bincode::serde::decode_from_slice(
+        bytes,
+        bincode::config::standard()
+            .with_big_endian()
+            .with_fixed_int_encoding()
+            .with_limit::<{ annals_core::DECODE_LIMIT }>(),
+    )
+    .map(|(v, _)| v)
+    .map_err(|e| ProjectionError::ReadModel(format!("undecodable read-model value: {e}")))
 }
 
 fn data_key<K: Serialize>(key: &K) -> Result<Vec<u8>, ProjectionError> {

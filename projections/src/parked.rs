@@ -83,7 +83,8 @@ impl ParkedStore {
     }
 
     fn decode(bytes: &[u8]) -> Result<Parked, ProjectionError> {
-        bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+        let config = bincode::config::standard().with_limit::<{ annals_core::DECODE_LIMIT }>();
+        bincode::serde::decode_from_slice(bytes, config)
             .map(|(p, _)| p)
             .map_err(|e| ProjectionError::ReadModel(format!("undecodable parked record: {e}")))
     }
