@@ -743,17 +743,23 @@ async fn w4(args: &Args) {
     );
 }
 
-/// The resident set size of this process, from /proc (0 where unavailable).
-fn rss_bytes() -> u64 {
+/// A field of /proc/self/status in bytes (0 where unavailable): `VmRSS` is the resident
+/// set, `RssAnon` the heap part, `RssFile` mapped files (tantivy's mmapped segments, which the
+/// kernel can reclaim).
+fn proc_status_bytes(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<u64>().ok())
         })
         .map_or(0, |kb| kb * 1024)
+}
+
+fn rss_bytes() -> u64 {
+    proc_status_bytes("VmRSS:")
 }
 
 /// Soak: 8 durable writers (ticket commands through the repository) and 3 projections (a KV
@@ -881,6 +887,7 @@ async fn soak(args: &Args) {
     let started = Instant::now();
     let mut last = (Instant::now(), store.head_position());
     let mut max_rss = 0u64;
+    let mut max_anon = 0u64;
     let mut max_lag = 0u64;
     let mut rates = Vec::new();
     while started.elapsed() < total {
@@ -897,7 +904,10 @@ async fn soak(args: &Args) {
         rates.push(rate);
         last = now;
         let rss = rss_bytes();
+        let anon = proc_status_bytes("RssAnon:");
+        let file = proc_status_bytes("RssFile:");
         max_rss = max_rss.max(rss);
+        max_anon = max_anon.max(anon);
         let mut lags = String::new();
         let mut parked = 0;
         for h in runner.handles() {
@@ -908,10 +918,12 @@ async fn soak(args: &Args) {
         }
         lags.pop();
         println!(
-            "{{\"workload\":\"soak\",\"t_secs\":{:.0},\"events\":{},\"events_per_sec\":{rate:.0},\"rss_mib\":{:.1},\"lag\":{{{lags}}},\"parked\":{parked}}}",
+            "{{\"workload\":\"soak\",\"t_secs\":{:.0},\"events\":{},\"events_per_sec\":{rate:.0},\"rss_mib\":{:.1},\"rss_anon_mib\":{:.1},\"rss_file_mib\":{:.1},\"lag\":{{{lags}}},\"parked\":{parked}}}",
             started.elapsed().as_secs_f64(),
             now.1,
-            rss as f64 / 1_048_576.0
+            rss as f64 / 1_048_576.0,
+            anon as f64 / 1_048_576.0,
+            file as f64 / 1_048_576.0
         );
     }
     stop.store(true, Ordering::Relaxed);
@@ -924,11 +936,12 @@ async fn soak(args: &Args) {
     }
     runner.shutdown().await;
     println!(
-        "{{\"workload\":\"soak\",\"summary\":true,\"minutes\":{},\"events\":{},\"median_events_per_sec\":{:.0},\"max_rss_mib\":{:.1},\"max_lag\":{max_lag},\"disk_mib\":{:.1}}}",
+        "{{\"workload\":\"soak\",\"summary\":true,\"minutes\":{},\"events\":{},\"median_events_per_sec\":{:.0},\"max_rss_mib\":{:.1},\"max_rss_anon_mib\":{:.1},\"max_lag\":{max_lag},\"disk_mib\":{:.1}}}",
         args.minutes,
         head,
         median(&mut rates),
         max_rss as f64 / 1_048_576.0,
+        max_anon as f64 / 1_048_576.0,
         store.size_on_disk().unwrap_or(0) as f64 / 1_048_576.0
     );
 }
