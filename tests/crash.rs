@@ -15,9 +15,7 @@
 )]
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use annals::prelude::*;
@@ -164,13 +162,7 @@ fn parse_ack(line: &str) -> Option<Ack> {
 
 /// Checks the invariants of a reopened store; returns (events, acked appends checked).
 fn open_rm(dir: &std::path::Path) -> sled::Db {
-    for _ in 0..300 {
-        if let Ok(db) = sled::open(dir.join("rm")) {
-            return db;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    sled::open(dir.join("rm")).unwrap()
+    common::child::open_sled(&dir.join("rm"))
 }
 
 fn search_config() -> SearchConfig {
@@ -271,7 +263,6 @@ fn kill_nine_loses_no_acked_event() {
     let stress = std::env::var_os("ANNALS_STRESS").is_some();
     let cycles = if stress { 300 } else { 20 };
     let dir = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -281,55 +272,9 @@ fn kill_nine_loses_no_acked_event() {
     let started = Instant::now();
     let mut events = 0;
     for cycle in 0..cycles {
-        let mut child = Command::new(&exe)
-            .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
-            .env(DIR_VAR, dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        // Wait until the child has opened the store, then let it write for a random while.
-        // (libtest prints its own lines first.)
-        loop {
-            match rx.recv_timeout(Duration::from_secs(30)) {
-                Ok(line) if line.ends_with("READY") => break,
-                Ok(_) => {}
-                Err(e) => {
-                    // Show where the child is stuck before killing it.
-                    let _ = Command::new("gdb")
-                        .args([
-                            "-p",
-                            &child.id().to_string(),
-                            "-batch",
-                            "-ex",
-                            "thread apply all bt 30",
-                        ])
-                        .stdout(Stdio::inherit())
-                        .status();
-                    let _ = child.kill();
-                    let status = child.wait().unwrap();
-                    panic!("cycle {cycle}: child did not start ({e}, {status})");
-                }
-            }
-        }
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        std::thread::sleep(Duration::from_millis(5 + seed % 120));
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-        reader.join().unwrap();
-        acks.extend(rx.try_iter().filter_map(|l| parse_ack(&l)));
+        let run_for = Duration::from_millis(5 + common::child::next(&mut seed) % 120);
+        let lines = common::child::run_and_kill("crash_child", DIR_VAR, dir.path(), run_for, cycle);
+        acks.extend(lines.iter().filter_map(|l| parse_ack(l)));
         let store = SledStore::open(dir.path().join("store")).unwrap();
         let (n, _) = rt.block_on(verify(&store, &acks));
         assert!(n >= events, "cycle {cycle}: the log shrank");

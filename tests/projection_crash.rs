@@ -11,10 +11,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use annals::prelude::*;
@@ -24,13 +21,7 @@ use common::projections::{PerStream, check_once, rebuilt};
 const DIR_VAR: &str = "ANNALS_PROJECTION_CRASH_DIR";
 
 fn open_rm(dir: &Path) -> sled::Db {
-    for _ in 0..300 {
-        if let Ok(db) = sled::open(dir.join("rm")) {
-            return db;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    sled::open(dir.join("rm")).unwrap()
+    common::child::open_sled(&dir.join("rm"))
 }
 
 fn config() -> ProjectionConfig {
@@ -95,7 +86,6 @@ fn sigkill_mid_batch_keeps_the_read_model_equal_to_a_rebuild() {
         8
     };
     let dir = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -104,45 +94,14 @@ fn sigkill_mid_batch_keeps_the_read_model_equal_to_a_rebuild() {
     let mut seed = 0x9E37_79B9_7F4A_7C15_u64 ^ u64::from(std::process::id());
     let mut checked = 0;
     for cycle in 0..cycles {
-        let mut child = Command::new(&exe)
-            .args([
-                "projection_crash_child",
-                "--exact",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(DIR_VAR, dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        loop {
-            match rx.recv_timeout(Duration::from_secs(30)) {
-                Ok(l) if l.ends_with("READY") => break,
-                Ok(_) => {}
-                Err(e) => {
-                    let _ = child.kill();
-                    panic!("cycle {cycle}: child did not start: {e}");
-                }
-            }
-        }
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        std::thread::sleep(Duration::from_millis(20 + seed % 150));
-        child.kill().unwrap();
-        child.wait().unwrap();
-        reader.join().unwrap();
+        let run_for = Duration::from_millis(20 + common::child::next(&mut seed) % 150);
+        common::child::run_and_kill(
+            "projection_crash_child",
+            DIR_VAR,
+            dir.path(),
+            run_for,
+            cycle,
+        );
 
         rt.block_on(async {
             let store = SledStore::open(dir.path().join("store")).unwrap();

@@ -10,14 +10,12 @@
     clippy::print_stdout
 )]
 
+mod common;
 #[path = "../examples/support/tickets.rs"]
 mod tickets;
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use annals::prelude::*;
@@ -27,13 +25,7 @@ use tickets::{TicketSearch, generated};
 const DIR_VAR: &str = "ANNALS_SEARCH_CRASH_DIR";
 
 fn open_db(dir: &Path) -> sled::Db {
-    for _ in 0..300 {
-        if let Ok(db) = sled::open(dir.join("rm")) {
-            return db;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    sled::open(dir.join("rm")).unwrap()
+    common::child::open_sled(&dir.join("rm"))
 }
 
 fn search_config() -> SearchConfig {
@@ -112,7 +104,6 @@ fn sigkill_resumes_from_the_payload_checkpoint_without_duplicates() {
         5
     };
     let dir = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -121,45 +112,8 @@ fn sigkill_resumes_from_the_payload_checkpoint_without_duplicates() {
     let mut seed = 0x2545_F491_4F6C_DD1D_u64 ^ u64::from(std::process::id());
     let mut docs = 0;
     for cycle in 0..cycles {
-        let mut child = Command::new(&exe)
-            .args([
-                "search_crash_child",
-                "--exact",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(DIR_VAR, dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        loop {
-            match rx.recv_timeout(Duration::from_secs(30)) {
-                Ok(l) if l.ends_with("READY") => break,
-                Ok(_) => {}
-                Err(e) => {
-                    let _ = child.kill();
-                    panic!("cycle {cycle}: child did not start: {e}");
-                }
-            }
-        }
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        std::thread::sleep(Duration::from_millis(100 + seed % 300));
-        child.kill().unwrap();
-        child.wait().unwrap();
-        reader.join().unwrap();
+        let run_for = Duration::from_millis(100 + common::child::next(&mut seed) % 300);
+        common::child::run_and_kill("search_crash_child", DIR_VAR, dir.path(), run_for, cycle);
 
         rt.block_on(async {
             let store = SledStore::open(dir.path().join("store")).unwrap();

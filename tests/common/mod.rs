@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 
+pub mod child;
 pub mod projections;
 
 use annals::prelude::*;

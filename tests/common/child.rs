@@ -1,0 +1,91 @@
+//! The kill-cycle harness shared by the crash tests: run one test of this binary as a child
+//! process, wait for its `READY` line, let it work, SIGKILL it, collect what it printed.
+#![allow(
+    dead_code,
+    unreachable_pub,
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::panic
+)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// A xorshift step: cheap reproducible randomness without a dependency.
+pub fn next(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
+/// Runs test `name` of this test binary with `var` set to `dir`, waits (at most 30 s) for it
+/// to print a line ending in `READY`, lets it run for `run_for`, SIGKILLs it and returns every
+/// line it printed after `READY`. If it never gets ready, prints its threads (gdb) and fails.
+pub fn run_and_kill(
+    name: &str,
+    var: &str,
+    dir: &Path,
+    run_for: Duration,
+    cycle: usize,
+) -> Vec<String> {
+    let exe = std::env::current_exe().unwrap();
+    let mut child = Command::new(exe)
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(var, dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // (libtest prints its own lines first.)
+    loop {
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) if line.ends_with("READY") => break,
+            Ok(_) => {}
+            Err(e) => {
+                let _ = Command::new("gdb")
+                    .args([
+                        "-p",
+                        &child.id().to_string(),
+                        "-batch",
+                        "-ex",
+                        "thread apply all bt 30",
+                    ])
+                    .stdout(Stdio::inherit())
+                    .status();
+                let _ = child.kill();
+                let status = child.wait().unwrap();
+                panic!("cycle {cycle}: child did not start ({e}, {status})");
+            }
+        }
+    }
+    std::thread::sleep(run_for);
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    reader.join().unwrap();
+    rx.try_iter().collect()
+}
+
+/// Opens a sled database that a killed or just-closed process may still be releasing.
+pub fn open_sled(path: &Path) -> sled::Db {
+    for _ in 0..300 {
+        if let Ok(db) = sled::open(path) {
+            return db;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    sled::open(path).unwrap()
+}
