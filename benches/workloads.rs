@@ -178,6 +178,10 @@ async fn w5(args: &Args) {
                     floor = Some(total as f64 / secs);
                     floors.push(total as f64 / secs);
                 }
+                if args.system.as_deref() == Some("annals-postgres") {
+                    let secs = annals_postgres(c, b, per_task).await;
+                    line("annals-postgres", "w5", total, secs, &extra);
+                }
                 if args.system.as_deref().is_none_or(|s| s == "annals-sled") {
                     let secs = annals_sled(c, b, per_task).await;
                     let rate = total as f64 / secs;
@@ -213,6 +217,31 @@ fn median(v: &mut [f64]) -> f64 {
 async fn annals_sled(c: usize, b: usize, per_task: usize) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let store = SledStore::open(dir.path()).unwrap();
+    append_tasks(store, c, b, per_task).await
+}
+
+/// The PostgreSQL store in a fresh schema of the local server (dropped afterwards).
+async fn postgres_store(tag: &str) -> annals_postgres::PgStore {
+    let schema = format!("annals_bench_{tag}_{}", std::process::id());
+    let config = annals_postgres::PgConfig::new(PG, &schema);
+    let store = annals_postgres::PgStore::open(config.clone())
+        .await
+        .unwrap();
+    store.drop_schema().await.unwrap();
+    annals_postgres::PgStore::open(config).await.unwrap()
+}
+
+const PG: &str = "host=127.0.0.1 port=5432 user=postgres dbname=test";
+
+async fn annals_postgres(c: usize, b: usize, per_task: usize) -> f64 {
+    let store = postgres_store("w5").await;
+    let secs = append_tasks(store.clone(), c, b, per_task).await;
+    store.drop_schema().await.unwrap();
+    secs
+}
+
+/// C tasks, each appending `per_task` batches of B events to its own stream with `Exact(v)`.
+async fn append_tasks<S: EventStore>(store: S, c: usize, b: usize, per_task: usize) -> f64 {
     let batches: Vec<Vec<Vec<EventData>>> = (0..c)
         .map(|t| {
             (0..per_task)
@@ -349,22 +378,24 @@ async fn w1(args: &Args) {
             &format!(",\"concurrency\":{c},\"batch\":1"),
         );
 
+        if args.system.as_deref() == Some("annals-postgres") {
+            let store = postgres_store("w1").await;
+            let (secs, rate) = w1_commands(store.clone(), c, accounts, commands).await;
+            store.drop_schema().await.unwrap();
+            line(
+                "annals-postgres",
+                "w1",
+                commands,
+                secs,
+                &format!(
+                    ",\"concurrency\":{c},\"accounts\":{accounts},\"commands_per_sec\":{rate:.0}"
+                ),
+            );
+            continue;
+        }
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path()).unwrap();
-        let repo = Repository::<Account, _>::new(store.clone()).cache_capacity(accounts * 2);
-        run_commands(&repo, c, accounts, |i| AccountCommand::Open {
-            account: format!("{i}"),
-            owner: "bench".into(),
-        })
-        .await;
-        let started = Instant::now();
-        run_commands(&repo, c, commands, |i| AccountCommand::Deposit {
-            account: format!("{}", i % accounts),
-            amount: 1 + i as u64 % 100,
-        })
-        .await;
-        let secs = started.elapsed().as_secs_f64();
-        let rate = commands as f64 / secs;
+        let (secs, rate) = w1_commands(store, c, accounts, commands).await;
         line(
             "annals-sled",
             "w1",
@@ -378,8 +409,33 @@ async fn w1(args: &Args) {
     }
 }
 
-async fn run_commands(
-    repo: &Repository<Account, SledStore>,
+/// Opens the accounts, then times the deposits; returns (secs, commands/s).
+async fn w1_commands<S: EventStore + SnapshotStore>(
+    store: S,
+    c: usize,
+    accounts: usize,
+    commands: usize,
+) -> (f64, f64) {
+    {
+        let repo = Repository::<Account, _>::new(store.clone()).cache_capacity(accounts * 2);
+        run_commands(&repo, c, accounts, |i| AccountCommand::Open {
+            account: format!("{i}"),
+            owner: "bench".into(),
+        })
+        .await;
+        let started = Instant::now();
+        run_commands(&repo, c, commands, |i| AccountCommand::Deposit {
+            account: format!("{}", i % accounts),
+            amount: 1 + i as u64 % 100,
+        })
+        .await;
+        let secs = started.elapsed().as_secs_f64();
+        (secs, commands as f64 / secs)
+    }
+}
+
+async fn run_commands<S: EventStore + SnapshotStore>(
+    repo: &Repository<Account, S>,
     c: usize,
     n: usize,
     make: impl Fn(usize) -> AccountCommand,

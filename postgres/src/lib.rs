@@ -271,13 +271,6 @@ struct Writer {
     schema: String,
 }
 
-struct Pending {
-    position: Position,
-    version: Version,
-    data: EventData,
-    stream: StreamId,
-}
-
 impl Writer {
     async fn run(mut self, rx: flume::Receiver<Request>, head: watch::Sender<Position>) {
         while let Ok(first) = rx.recv_async().await {
@@ -312,7 +305,8 @@ impl Writer {
         }
     }
 
-    /// One transaction for the whole group.
+    /// One transaction for the whole group, with a fixed number of round trips: lock + head,
+    /// the ids and stream versions the group touches, one multi-row insert, one upsert.
     async fn commit(
         &mut self,
         group: &mut [Request],
@@ -331,66 +325,111 @@ impl Writer {
             .map_err(pg)?;
         let mut next = row.get::<_, i64>(0) as u64 + 1;
         let ts = Timestamp::now().0.max(row.get::<_, i64>(1));
+        let ids: Vec<uuid::Uuid> = group
+            .iter()
+            .flat_map(|r| r.events.iter().map(|e| *e.id.as_uuid()))
+            .collect();
+        let mut stored: HashMap<EventId, RecordedEvent> = HashMap::new();
+        for row in tx
+            .query(
+                &format!("SELECT {COLUMNS} FROM {s}.events WHERE id = ANY($1)"),
+                &[&ids],
+            )
+            .await
+            .map_err(pg)?
+        {
+            let e = to_event(&row)?;
+            stored.insert(e.id, e);
+        }
+        let names: Vec<&str> = group.iter().map(|r| r.stream.as_str()).collect();
         let mut heads: HashMap<StreamId, Version> = HashMap::new();
-        let mut group_ids: HashMap<EventId, (Position, StreamId, EventData)> = HashMap::new();
-        let mut pending: Vec<Pending> = Vec::new();
+        for row in tx
+            .query(
+                &format!("SELECT stream, version FROM {s}.streams WHERE stream = ANY($1)"),
+                &[&names],
+            )
+            .await
+            .map_err(pg)?
+        {
+            let name: String = row.get(0);
+            if let Ok(stream) = StreamId::new(name) {
+                heads.insert(stream, Version(row.get::<_, i64>(1) as u64));
+            }
+        }
+        let mut pending: Vec<RecordedEvent> = Vec::new();
+        let mut changed: HashMap<StreamId, Version> = HashMap::new();
         let mut results = Vec::with_capacity(group.len());
         for r in group.iter_mut() {
             let events = std::mem::take(&mut r.events);
             let result = prepare(
-                &tx,
-                &s,
                 r,
                 events,
+                &mut stored,
                 &mut heads,
-                &mut group_ids,
                 &mut pending,
                 &mut next,
-            )
-            .await;
+                ts,
+            );
+            if let Ok(a) = &result {
+                changed.insert(
+                    r.stream.clone(),
+                    heads.get(&r.stream).copied().unwrap_or(a.last_version),
+                );
+            }
             results.push(result);
         }
         if !pending.is_empty() {
-            let stmt = tx
-                .prepare(&format!(
+            let mut positions = Vec::new();
+            let mut streams = Vec::new();
+            let mut versions = Vec::new();
+            let mut event_ids = Vec::new();
+            let mut types = Vec::new();
+            let mut schema_versions = Vec::new();
+            let mut times = Vec::new();
+            let mut correlations = Vec::new();
+            let mut causations = Vec::new();
+            let mut headers = Vec::new();
+            let mut codecs = Vec::new();
+            let mut payloads = Vec::new();
+            for e in &pending {
+                positions.push(e.position.0 as i64);
+                streams.push(e.stream.as_str());
+                versions.push(e.version.0 as i64);
+                event_ids.push(*e.id.as_uuid());
+                types.push(e.event_type.as_str());
+                schema_versions.push(e.schema_version as i32);
+                times.push(ts);
+                correlations.push(e.metadata.correlation_id);
+                causations.push(e.metadata.causation_id);
+                headers.push(
+                    serde_json::to_value(&e.metadata.headers)
+                        .map_err(|e| Error::Storage(e.to_string()))?,
+                );
+                codecs.push(i16::from(e.codec.0));
+                payloads.push(e.payload.as_slice());
+            }
+            tx.execute(
+                &format!(
                     "INSERT INTO {s}.events (position, stream, version, id, event_type, schema_version, recorded_at,
                        correlation_id, causation_id, headers, codec, payload)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-                ))
-                .await
-                .map_err(pg)?;
-            for p in &pending {
-                let headers = serde_json::to_value(&p.data.metadata.headers)
-                    .map_err(|e| Error::Storage(e.to_string()))?;
-                tx.execute(
-                    &stmt,
-                    &[
-                        &(p.position.0 as i64),
-                        &p.stream.as_str(),
-                        &(p.version.0 as i64),
-                        p.data.id.as_uuid(),
-                        &p.data.event_type,
-                        &(p.data.schema_version as i32),
-                        &ts,
-                        &p.data.metadata.correlation_id,
-                        &p.data.metadata.causation_id,
-                        &headers,
-                        &i16::from(p.data.codec.0),
-                        &p.data.payload,
-                    ],
-                )
-                .await
-                .map_err(pg)?;
-            }
-            let upsert = format!(
-                "INSERT INTO {s}.streams (stream, version) VALUES ($1, $2)
-                 ON CONFLICT (stream) DO UPDATE SET version = EXCLUDED.version"
-            );
-            for (stream, v) in &heads {
-                tx.execute(&upsert, &[&stream.as_str(), &(v.0 as i64)])
-                    .await
-                    .map_err(pg)?;
-            }
+                     SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::text[], $6::int[],
+                       $7::bigint[], $8::uuid[], $9::uuid[], $10::jsonb[], $11::smallint[], $12::bytea[])"
+                ),
+                &[&positions, &streams, &versions, &event_ids, &types, &schema_versions, &times, &correlations, &causations, &headers, &codecs, &payloads],
+            )
+            .await
+            .map_err(pg)?;
+            let names: Vec<&str> = changed.keys().map(StreamId::as_str).collect();
+            let heads: Vec<i64> = changed.values().map(|v| v.0 as i64).collect();
+            tx.execute(
+                &format!(
+                    "INSERT INTO {s}.streams (stream, version) SELECT * FROM UNNEST($1::text[], $2::bigint[])
+                     ON CONFLICT (stream) DO UPDATE SET version = EXCLUDED.version"
+                ),
+                &[&names, &heads],
+            )
+            .await
+            .map_err(pg)?;
             let head = next - 1;
             tx.execute(
                 &format!("UPDATE {s}.head SET position = $1, recorded_at = $2"),
@@ -410,16 +449,16 @@ impl Writer {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn prepare(
-    tx: &tokio_postgres::Transaction<'_>,
-    s: &str,
+/// Checks one append against what is stored (and what this group already took), and queues
+/// its events.
+fn prepare(
     r: &Request,
     events: Vec<EventData>,
+    stored: &mut HashMap<EventId, RecordedEvent>,
     heads: &mut HashMap<StreamId, Version>,
-    group_ids: &mut HashMap<EventId, (Position, StreamId, EventData)>,
-    pending: &mut Vec<Pending>,
+    pending: &mut Vec<RecordedEvent>,
     next: &mut u64,
+    ts: i64,
 ) -> Result<AppendResult> {
     if events.is_empty() {
         return Err(Error::InvalidEvent {
@@ -436,67 +475,28 @@ async fn prepare(
         }
     }
     // Idempotency: the same events again give the original result.
-    let ids: Vec<uuid::Uuid> = events.iter().map(|e| *e.id.as_uuid()).collect();
-    let mut found: HashMap<EventId, RecordedEvent> = HashMap::new();
-    for row in tx
-        .query(
-            &format!("SELECT {COLUMNS} FROM {s}.events WHERE id = ANY($1)"),
-            &[&ids],
-        )
-        .await
-        .map_err(pg)?
+    if let Some((i0, first)) = events
+        .iter()
+        .enumerate()
+        .find_map(|(i, e)| stored.get(&e.id).map(|f| (i, f)))
     {
-        let e = to_event(&row)?;
-        found.insert(e.id, e);
-    }
-    for e in &events {
-        if let Some((p, stream, data)) = group_ids.get(&e.id) {
-            found.entry(e.id).or_insert(RecordedEvent {
-                position: *p,
-                stream: stream.clone(),
-                version: Version::NONE,
-                id: e.id,
-                event_type: data.event_type.clone(),
-                schema_version: data.schema_version,
-                recorded_at: Timestamp(0),
-                metadata: data.metadata.clone(),
-                codec: data.codec,
-                payload: data.payload.clone(),
+        let p0 = first.position.0;
+        let identical = i0 == 0
+            && events.iter().enumerate().all(|(i, e)| {
+                stored.get(&e.id).is_some_and(|f| {
+                    f.stream == r.stream && f.same_content(e) && f.position.0 == p0 + i as u64
+                })
             });
-        }
-    }
-    if let Some(first) = events.iter().find_map(|e| found.get(&e.id)) {
-        let all_same = events.iter().enumerate().all(|(i, e)| {
-            found.get(&e.id).is_some_and(|f| {
-                f.stream == r.stream
-                    && f.same_content(e)
-                    && f.position.0 == found[&events[0].id].position.0 + i as u64
-            })
-        }) && found.contains_key(&events[0].id);
-        if all_same {
-            let first_p = found[&events[0].id].position;
-            let last_p = Position(first_p.0 + events.len() as u64 - 1);
-            let (fv, lv) = match (
-                found[&events[0].id].version,
-                found[&events[events.len() - 1].id].version,
-            ) {
-                (Version::NONE, _) | (_, Version::NONE) => {
-                    let v: Vec<&Pending> = pending
-                        .iter()
-                        .filter(|p| p.position >= first_p && p.position <= last_p)
-                        .collect();
-                    (
-                        v.first().map_or(Version::NONE, |p| p.version),
-                        v.last().map_or(Version::NONE, |p| p.version),
-                    )
-                }
-                (a, b) => (a, b),
-            };
+        if let (true, Some(a), Some(b)) = (
+            identical,
+            stored.get(&events[0].id),
+            stored.get(&events[events.len() - 1].id),
+        ) {
             return Ok(AppendResult {
-                first_version: fv,
-                last_version: lv,
-                first_position: first_p,
-                last_position: last_p,
+                first_version: a.version,
+                last_version: b.version,
+                first_position: a.position,
+                last_position: b.position,
             });
         }
         return Err(Error::DuplicateEventId {
@@ -504,19 +504,7 @@ async fn prepare(
             position: first.position,
         });
     }
-    let actual = match heads.get(&r.stream) {
-        Some(v) => *v,
-        None => {
-            let row = tx
-                .query_opt(
-                    &format!("SELECT version FROM {s}.streams WHERE stream = $1"),
-                    &[&r.stream.as_str()],
-                )
-                .await
-                .map_err(pg)?;
-            Version(row.map_or(0, |r| r.get::<_, i64>(0) as u64))
-        }
-    };
+    let actual = heads.get(&r.stream).copied().unwrap_or(Version::NONE);
     if !r.expected.accepts(actual) {
         return Err(Error::Conflict {
             stream: r.stream.clone(),
@@ -528,15 +516,21 @@ async fn prepare(
     let first_version = actual.next();
     let n = events.len() as u64;
     for (i, data) in events.into_iter().enumerate() {
-        let position = Position(*next);
-        *next += 1;
-        group_ids.insert(data.id, (position, r.stream.clone(), data.clone()));
-        pending.push(Pending {
-            position,
-            version: Version(first_version.0 + i as u64),
-            data,
+        let e = RecordedEvent {
+            position: Position(*next),
             stream: r.stream.clone(),
-        });
+            version: Version(first_version.0 + i as u64),
+            id: data.id,
+            event_type: data.event_type,
+            schema_version: data.schema_version,
+            recorded_at: Timestamp(ts),
+            metadata: data.metadata,
+            codec: data.codec,
+            payload: data.payload,
+        };
+        *next += 1;
+        stored.insert(e.id, e.clone());
+        pending.push(e);
     }
     let last_version = Version(first_version.0 + n - 1);
     heads.insert(r.stream.clone(), last_version);
