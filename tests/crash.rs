@@ -88,7 +88,7 @@ fn crash_child() {
                     seed ^= seed >> 7;
                     seed ^= seed << 17;
                     // Streams shared by two tasks, so some appends conflict.
-                    let stream = tickets::stream(&format!("c{}-{}", t / 2, seed % 3));
+                    let stream = tickets::stream(&format!("c{}-{}", t / 2, seed % 3)).unwrap();
                     let n = 1 + (seed >> 8) % 3;
                     let head = store
                         .stream_head(&stream)

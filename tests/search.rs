@@ -18,7 +18,7 @@ fn temp_db() -> sled::Db {
 async fn put(store: &MemStore, id: &str, e: TicketEvent) -> Position {
     store
         .append(
-            &tickets::stream(id),
+            &tickets::stream(id).unwrap(),
             ExpectedVersion::Any,
             vec![tickets::data(&e)],
         )

@@ -70,7 +70,7 @@ fn search_crash_child() {
             tasks.push(tokio::spawn(async move {
                 for k in 0u64.. {
                     let e = generated(k * 3 + t);
-                    let s = tickets::stream(&format!("{}-{t}-{k}", std::process::id()));
+                    let s = tickets::stream(&format!("{}-{t}-{k}", std::process::id())).unwrap();
                     store
                         .append(&s, ExpectedVersion::NoStream, vec![tickets::data(&e)])
                         .await

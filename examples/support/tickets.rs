@@ -460,12 +460,17 @@ pub fn generated(n: u64) -> TicketEvent {
 }
 
 /// The stream of ticket `id`.
-pub fn stream(id: &str) -> StreamId {
-    StreamId::new(format!("ticket-{id}")).unwrap_or_else(|e| unreachable!("valid ticket id: {e}"))
+///
+/// # Errors
+/// [`annals::Error::InvalidStreamId`] for an id that makes no valid stream name.
+pub fn stream(id: &str) -> Result<StreamId, annals::Error> {
+    StreamId::for_aggregate(Ticket::TYPE, id)
 }
 
 /// The event as stored.
 pub fn data(e: &TicketEvent) -> EventData {
     e.to_event_data()
+        // Unreachable: bincode encodes these variants (strings and integers only) into a
+        // growable buffer, which cannot fail.
         .unwrap_or_else(|e| unreachable!("serializable: {e}"))
 }

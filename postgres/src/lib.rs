@@ -33,6 +33,12 @@ fn pg(e: tokio_postgres::Error) -> Error {
     Error::Storage(format!("postgres: {e}"))
 }
 
+/// Column `i` of `row` as `T`: a typed error, not `Row::get`'s panic, when the table does not
+/// hold what this build expects (another schema version, a hand-edited table).
+fn col<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, i: usize) -> Result<T> {
+    row.try_get(i).map_err(pg)
+}
+
 /// Migrations, in order; each runs once per schema (recorded in `annals_migrations`).
 const MIGRATIONS: &[&str] = &["
     CREATE TABLE {s}.events (
@@ -218,7 +224,7 @@ async fn read_head(client: &Client, s: &str) -> Result<Position> {
         .query_one(&format!("SELECT position FROM {s}.head"), &[])
         .await
         .map_err(pg)?;
-    Ok(Position(row.get::<_, i64>(0) as u64))
+    Ok(Position(col::<i64>(&row, 0)? as u64))
 }
 
 /// Moves the head watch forward on NOTIFY, and polls as a fallback.
@@ -323,8 +329,8 @@ impl Writer {
             .query_one(&format!("SELECT position, recorded_at FROM {s}.head"), &[])
             .await
             .map_err(pg)?;
-        let mut next = row.get::<_, i64>(0) as u64 + 1;
-        let ts = Timestamp::now().0.max(row.get::<_, i64>(1));
+        let mut next = col::<i64>(&row, 0)? as u64 + 1;
+        let ts = Timestamp::now().0.max(col::<i64>(&row, 1)?);
         let ids: Vec<uuid::Uuid> = group
             .iter()
             .flat_map(|r| r.events.iter().map(|e| *e.id.as_uuid()))
@@ -351,13 +357,12 @@ impl Writer {
             .await
             .map_err(pg)?
         {
-            let name: String = row.get(0);
+            let name: String = col(&row, 0)?;
             if let Ok(stream) = StreamId::new(name) {
-                heads.insert(stream, Version(row.get::<_, i64>(1) as u64));
+                heads.insert(stream, Version(col::<i64>(&row, 1)? as u64));
             }
         }
         let mut pending: Vec<RecordedEvent> = Vec::new();
-        let mut changed: HashMap<StreamId, Version> = HashMap::new();
         let mut results = Vec::with_capacity(group.len());
         for r in group.iter_mut() {
             let events = std::mem::take(&mut r.events);
@@ -370,12 +375,6 @@ impl Writer {
                 &mut next,
                 ts,
             );
-            if let Ok(a) = &result {
-                changed.insert(
-                    r.stream.clone(),
-                    heads.get(&r.stream).copied().unwrap_or(a.last_version),
-                );
-            }
             results.push(result);
         }
         if !pending.is_empty() {
@@ -419,8 +418,13 @@ impl Writer {
             )
             .await
             .map_err(pg)?;
-            let names: Vec<&str> = changed.keys().map(StreamId::as_str).collect();
-            let heads: Vec<i64> = changed.values().map(|v| v.0 as i64).collect();
+            // The new head of every stream written: its last pending event.
+            let mut changed: HashMap<&str, i64> = HashMap::new();
+            for e in &pending {
+                changed.insert(e.stream.as_str(), e.version.0 as i64);
+            }
+            let names: Vec<&str> = changed.keys().copied().collect();
+            let heads: Vec<i64> = changed.values().copied().collect();
             tx.execute(
                 &format!(
                     "INSERT INTO {s}.streams (stream, version) SELECT * FROM UNNEST($1::text[], $2::bigint[])
@@ -562,28 +566,27 @@ fn validate(e: &EventData) -> Result<()> {
 const COLUMNS: &str = "position, stream, version, id, event_type, schema_version, recorded_at, correlation_id, causation_id, headers, codec, payload";
 
 fn to_event(row: &Row) -> Result<RecordedEvent> {
-    let position = Position(row.get::<_, i64>(0) as u64);
+    let position = Position(col::<i64>(row, 0)? as u64);
     let corrupt = |what: &str| Error::corrupt(position, what.to_owned());
-    let stream =
-        StreamId::new(row.get::<_, String>(1)).map_err(|_| corrupt("invalid stream id"))?;
-    let headers: serde_json::Value = row.get(9);
+    let stream = StreamId::new(col::<String>(row, 1)?).map_err(|_| corrupt("invalid stream id"))?;
+    let headers: serde_json::Value = col(row, 9)?;
     let headers = serde_json::from_value(headers).map_err(|_| corrupt("invalid headers"))?;
-    let codec: i16 = row.get(10);
+    let codec: i16 = col(row, 10)?;
     Ok(RecordedEvent {
         position,
         stream,
-        version: Version(row.get::<_, i64>(2) as u64),
-        id: EventId::from_uuid(row.get(3)),
-        event_type: row.get(4),
-        schema_version: row.get::<_, i32>(5) as u32,
-        recorded_at: Timestamp(row.get(6)),
+        version: Version(col::<i64>(row, 2)? as u64),
+        id: EventId::from_uuid(col(row, 3)?),
+        event_type: col(row, 4)?,
+        schema_version: col::<i32>(row, 5)? as u32,
+        recorded_at: Timestamp(col(row, 6)?),
         metadata: Metadata {
-            correlation_id: row.get(7),
-            causation_id: row.get(8),
+            correlation_id: col(row, 7)?,
+            causation_id: col(row, 8)?,
             headers,
         },
         codec: CodecId(u8::try_from(codec).map_err(|_| corrupt("invalid codec"))?),
-        payload: row.get(11),
+        payload: col(row, 11)?,
     })
 }
 
@@ -677,7 +680,8 @@ impl EventStore for PgStore {
             .query_opt(&sql, &[&stream.as_str()])
             .await
             .map_err(pg)?;
-        Ok(row.map(|r| Version(r.get::<_, i64>(0) as u64)))
+        row.map(|r| col::<i64>(&r, 0).map(|v| Version(v as u64)))
+            .transpose()
     }
 
     async fn read_event(&self, id: EventId) -> Result<Option<RecordedEvent>> {
@@ -740,16 +744,16 @@ impl SnapshotStore for PgStore {
         else {
             return Ok(None);
         };
-        let codec: i16 = row.get(2);
+        let codec: i16 = col(&row, 2)?;
         Ok(Some(Snapshot {
-            version: Version(row.get::<_, i64>(0) as u64),
-            schema_version: row.get::<_, i32>(1) as u32,
+            version: Version(col::<i64>(&row, 0)? as u64),
+            schema_version: col::<i32>(&row, 1)? as u32,
             codec: CodecId(
                 u8::try_from(codec)
                     .map_err(|_| Error::corrupt(Position::NONE, "invalid snapshot codec"))?,
             ),
-            payload: row.get(3),
-            taken_at: Timestamp(row.get(4)),
+            payload: col(&row, 3)?,
+            taken_at: Timestamp(col(&row, 4)?),
         }))
     }
 }

@@ -227,8 +227,7 @@ impl MemStore {
         let disk = MemDisk::new();
         match Self::open(disk) {
             Ok(s) => s,
-            // A fresh disk is never open elsewhere, and the in-memory backend cannot fail
-            // to start otherwise; only thread creation could, which is fatal anyway.
+            // See `unreachable_store`: only a failure to spawn a thread gets here.
             Err(e) => unreachable_store(e),
         }
     }
@@ -257,6 +256,11 @@ impl MemStore {
     }
 }
 
+/// Unreachable by user data or stored bytes: on a fresh `MemDisk` nothing is open, there is
+/// no stored format to check and the in-memory backend's reads and writes cannot fail, so
+/// `Engine::open` can only fail when the OS refuses to start the writer thread — the same
+/// condition under which `std::thread::spawn` itself panics. (`MemStore::open` returns that
+/// error instead, for callers who want it.)
 #[allow(clippy::panic)]
 fn unreachable_store(e: annals_core::Error) -> ! {
     panic!("cannot start an in-memory store: {e}")
