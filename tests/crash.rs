@@ -27,7 +27,7 @@ mod common;
 #[path = "../examples/support/tickets.rs"]
 mod tickets;
 
-use common::projections::{PerStream, check_once, rebuilt};
+use common::projections::PerStream;
 use tickets::TicketEvent;
 
 const DIR_VAR: &str = "ANNALS_CRASH_CHILD_DIR";
@@ -46,7 +46,7 @@ fn crash_child() {
     rt.block_on(async move {
         let dir = std::path::PathBuf::from(dir);
         let store = SledStore::open(dir.join("store")).unwrap();
-        let db = open_rm(&dir);
+        let db = common::child::open_read_models(&dir);
         let runner = ProjectionRunner::new(store.clone(), &db).unwrap();
         let model = KvReadModel::open(&db, "per-stream").unwrap();
         let pc = ProjectionConfig {
@@ -161,10 +161,6 @@ fn parse_ack(line: &str) -> Option<Ack> {
 }
 
 /// Checks the invariants of a reopened store; returns (events, acked appends checked).
-fn open_rm(dir: &std::path::Path) -> sled::Db {
-    common::child::open_sled(&dir.join("rm"))
-}
-
 fn search_config() -> SearchConfig {
     SearchConfig {
         commit_every_events: 200,
@@ -176,19 +172,14 @@ fn search_config() -> SearchConfig {
 /// The KV read model equals a rebuild at its checkpoint with nothing applied twice; the
 /// search index holds one document per ticket opened up to its checkpoint.
 async fn verify_read_models(store: &SledStore, dir: &std::path::Path, cycle: usize) {
-    let db = open_rm(dir);
-    let model = KvReadModel::<String, (u64, u64, u64)>::open(&db, "per-stream").unwrap();
-    let entries = model.entries().unwrap();
-    check_once(&entries);
-    let cp = model
-        .checkpoint()
-        .unwrap()
-        .map_or(Position::NONE, |c| c.position);
-    assert_eq!(
-        entries,
-        rebuilt(store, cp).await,
-        "cycle {cycle}: KV read model != rebuild at {cp}"
-    );
+    let db = common::child::open_read_models(dir);
+    common::projections::check_kv_against_rebuild(
+        store,
+        &db,
+        "per-stream",
+        &format!("cycle {cycle}"),
+    )
+    .await;
     drop(db);
     let search = SearchProjection::open(
         tickets::TicketSearch::default(),

@@ -11,7 +11,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
 use annals::prelude::*;
@@ -19,10 +18,6 @@ use annals::projections::*;
 use common::projections::{PerStream, check_once, rebuilt};
 
 const DIR_VAR: &str = "ANNALS_PROJECTION_CRASH_DIR";
-
-fn open_rm(dir: &Path) -> sled::Db {
-    common::child::open_sled(&dir.join("rm"))
-}
 
 fn config() -> ProjectionConfig {
     ProjectionConfig {
@@ -45,7 +40,7 @@ fn projection_crash_child() {
         .unwrap();
     rt.block_on(async move {
         let store = SledStore::open(dir.join("store")).unwrap();
-        let db = open_rm(&dir);
+        let db = common::child::open_read_models(&dir);
         let model = KvReadModel::open(&db, "per-stream").unwrap();
         let runner = ProjectionRunner::new(store.clone(), &db).unwrap();
         let _h = runner
@@ -105,19 +100,14 @@ fn sigkill_mid_batch_keeps_the_read_model_equal_to_a_rebuild() {
 
         rt.block_on(async {
             let store = SledStore::open(dir.path().join("store")).unwrap();
-            let db = open_rm(dir.path());
-            let model = KvReadModel::<String, (u64, u64, u64)>::open(&db, "per-stream").unwrap();
-            let entries = model.entries().unwrap();
-            check_once(&entries);
-            let cp = model
-                .checkpoint()
-                .unwrap()
-                .map_or(Position::NONE, |c| c.position);
-            assert_eq!(
-                entries,
-                rebuilt(&store, cp).await,
-                "cycle {cycle}: read model != rebuild at its checkpoint {cp}"
-            );
+            let db = common::child::open_read_models(dir.path());
+            let model = common::projections::check_kv_against_rebuild(
+                &store,
+                &db,
+                "per-stream",
+                &format!("cycle {cycle}"),
+            )
+            .await;
             // Restarted, the worker catches up from the checkpoint to equal a full rebuild.
             let runner = ProjectionRunner::new(store.clone(), &db).unwrap();
             let h = runner

@@ -15,7 +15,6 @@ mod common;
 mod tickets;
 
 use std::collections::HashSet;
-use std::path::Path;
 use std::time::Duration;
 
 use annals::prelude::*;
@@ -23,10 +22,6 @@ use annals::projections::*;
 use tickets::{TicketSearch, generated};
 
 const DIR_VAR: &str = "ANNALS_SEARCH_CRASH_DIR";
-
-fn open_db(dir: &Path) -> sled::Db {
-    common::child::open_sled(&dir.join("rm"))
-}
 
 fn search_config() -> SearchConfig {
     SearchConfig {
@@ -49,7 +44,7 @@ fn search_crash_child() {
         .unwrap();
     rt.block_on(async move {
         let store = SledStore::open(dir.join("store")).unwrap();
-        let db = open_db(&dir);
+        let db = common::child::open_read_models(&dir);
         let projection =
             SearchProjection::open(TicketSearch::default(), dir.join("search"), search_config())
                 .unwrap();
@@ -117,7 +112,7 @@ fn sigkill_resumes_from_the_payload_checkpoint_without_duplicates() {
 
         rt.block_on(async {
             let store = SledStore::open(dir.path().join("store")).unwrap();
-            let db = open_db(dir.path());
+            let db = common::child::open_read_models(dir.path());
             let projection = SearchProjection::open(
                 TicketSearch::default(),
                 dir.path().join("search"),

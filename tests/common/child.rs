@@ -89,3 +89,8 @@ pub fn open_sled(path: &Path) -> sled::Db {
     }
     sled::open(path).unwrap()
 }
+
+/// The read-model database of a crash test's data directory (`DIR/rm`).
+pub fn open_read_models(dir: &Path) -> sled::Db {
+    open_sled(&dir.join("rm"))
+}

@@ -74,3 +74,26 @@ pub fn check_once(entries: &[(String, (u64, u64, u64))]) {
         );
     }
 }
+
+/// Opens the `PerStream` read model `name` in `db` and checks it against the store: nothing
+/// applied twice, and equal to a rebuild up to its own checkpoint. Returns the model.
+pub async fn check_kv_against_rebuild<S: EventStore>(
+    store: &S,
+    db: &sled::Db,
+    name: &str,
+    context: &str,
+) -> KvReadModel<String, (u64, u64, u64)> {
+    let model = KvReadModel::<String, (u64, u64, u64)>::open(db, name).unwrap();
+    let entries = model.entries().unwrap();
+    check_once(&entries);
+    let cp = model
+        .checkpoint()
+        .unwrap()
+        .map_or(Position::NONE, |c| c.position);
+    assert_eq!(
+        entries,
+        rebuilt(store, cp).await,
+        "{context}: read model != rebuild at its checkpoint {cp}"
+    );
+    model
+}
