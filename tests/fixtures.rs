@@ -105,6 +105,14 @@ fn format_v1_record_bytes_still_decode() {
     );
 }
 
+/// Opens a copy of a fixture store (opening writes; the fixture stays as committed).
+fn open_copy(fixture: &Path) -> (tempfile::TempDir, SledStore) {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(fixture, tmp.path());
+    let store = SledStore::open(tmp.path()).unwrap();
+    (tmp, store)
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
@@ -163,10 +171,7 @@ async fn format_v1_store_still_opens() {
         drop(store);
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    // Open a copy: opening writes.
-    let tmp = tempfile::tempdir().unwrap();
-    copy_dir(&fixture, tmp.path());
-    let store = SledStore::open(tmp.path()).unwrap();
+    let (_tmp, store) = open_copy(&fixture);
     let all = store.read_all(Position::NONE, 100).await.unwrap();
     assert_eq!(all.len(), 3);
     for (got, want) in all.iter().zip(&events) {
@@ -256,9 +261,7 @@ async fn format_v2_store_still_opens() {
         drop(store);
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    let tmp = tempfile::tempdir().unwrap();
-    copy_dir(&fixture, tmp.path());
-    let store = SledStore::open(tmp.path()).unwrap();
+    let (_tmp, store) = open_copy(&fixture);
     let all = store.read_all(Position::NONE, 100).await.unwrap();
     assert_eq!(all.len(), 24);
     for s in [&a, &b] {
