@@ -8,66 +8,46 @@
 //! its events at the next positions and moves the head, then commits, which releases the lock.
 //! So positions are assigned in commit order and a transaction's rows are visible before the
 //! next one can assign a position: no reader can see position n+1 without n. Appends queued in
-//! one process share a transaction (group commit).
+//! one process share a transaction (group commit) that costs one pipelined round trip while
+//! no other process has appended since, two otherwise (see the `writer` module).
 //!
 //! **Subscriptions** are woken by `LISTEN`/`NOTIFY` (the head position is the payload) with a
 //! polling fallback; snapshots live in a table. The schema is created and migrated on open
-//! (versioned migrations in `annals_migrations`).
+//! (versioned migrations in `annals_migrations`). Lost connections are reopened.
 //!
-//! Not done yet (see the project's issue): projections across processes with advisory-lock
-//! leadership, the two-process and failover tests, and benchmarks.
+//! Projections across processes (one active worker per projection, checkpoints in the read
+//! model's transaction) are in `annals-projections` with its `postgres` feature.
+//!
+//! ```no_run
+//! use annals_core::{EventData, EventStore, ExpectedVersion, StreamId};
+//! use annals_postgres::{PgConfig, PgStore};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = PgStore::open(PgConfig::new("host=127.0.0.1 user=postgres dbname=test", "bank")).await?;
+//! let stream = StreamId::new("account-1")?;
+//! let r = store.append(&stream, ExpectedVersion::NoStream, vec![EventData::json("Opened", &"alice")?]).await?;
+//! assert_eq!(r.first_version.0, 1);
+//! # Ok(()) }
+//! ```
 
-use std::collections::{HashMap, HashSet};
+mod rows;
+mod schema;
+mod writer;
+
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use annals_core::{
     AppendResult, CodecId, Direction, Error, EventData, EventId, EventStore, ExpectedVersion,
-    Metadata, Position, RecordedEvent, Result, Snapshot, SnapshotStore, StreamId, Timestamp,
-    Version, VersionRange,
+    Position, RecordedEvent, Result, Snapshot, SnapshotStore, StreamId, Timestamp, Version,
+    VersionRange,
 };
-use tokio::sync::{oneshot, watch};
-use tokio_postgres::{Client, NoTls, Row};
+use tokio::sync::{Mutex, oneshot, watch};
+use tokio_postgres::{Client, NoTls};
 
-fn pg(e: tokio_postgres::Error) -> Error {
-    Error::Storage(format!("postgres: {e}"))
-}
-
-/// Column `i` of `row` as `T`: a typed error, not `Row::get`'s panic, when the table does not
-/// hold what this build expects (another schema version, a hand-edited table).
-fn col<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, i: usize) -> Result<T> {
-    row.try_get(i).map_err(pg)
-}
-
-/// Migrations, in order; each runs once per schema (recorded in `annals_migrations`).
-const MIGRATIONS: &[&str] = &["
-    CREATE TABLE {s}.events (
-        position BIGINT PRIMARY KEY,
-        stream TEXT NOT NULL,
-        version BIGINT NOT NULL,
-        id UUID NOT NULL UNIQUE,
-        event_type TEXT NOT NULL,
-        schema_version INT NOT NULL,
-        recorded_at BIGINT NOT NULL,
-        correlation_id UUID,
-        causation_id UUID,
-        headers JSONB NOT NULL,
-        codec SMALLINT NOT NULL,
-        payload BYTEA NOT NULL,
-        UNIQUE (stream, version)
-    );
-    CREATE TABLE {s}.streams (stream TEXT PRIMARY KEY, version BIGINT NOT NULL);
-    CREATE TABLE {s}.head (one BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one), position BIGINT NOT NULL, recorded_at BIGINT NOT NULL);
-    INSERT INTO {s}.head (position, recorded_at) VALUES (0, 0);
-    CREATE TABLE {s}.snapshots (
-        stream TEXT PRIMARY KEY,
-        version BIGINT NOT NULL,
-        schema_version INT NOT NULL,
-        codec SMALLINT NOT NULL,
-        payload BYTEA NOT NULL,
-        taken_at BIGINT NOT NULL
-    );
-"];
+use rows::{COLUMNS, col, pg, to_event};
+use writer::{Request, Writer};
 
 /// How to reach the server and which schema to use.
 #[derive(Clone, Debug)]
@@ -78,29 +58,31 @@ pub struct PgConfig {
     pub schema: String,
     /// How often subscribers poll the head when no notification arrives.
     pub poll_every: Duration,
+    /// Connections for reads (at least 1); reads are spread over them.
+    pub readers: usize,
 }
 
 impl PgConfig {
-    /// A config for `connect` and `schema`.
+    /// A config for `connect` and `schema`: two reader connections, polling every 500 ms.
     pub fn new(connect: impl Into<String>, schema: impl Into<String>) -> Self {
         Self {
             connect: connect.into(),
             schema: schema.into(),
             poll_every: Duration::from_millis(500),
+            readers: 2,
         }
     }
 }
 
-struct Request {
-    stream: StreamId,
-    expected: ExpectedVersion,
-    events: Vec<EventData>,
-    reply: oneshot::Sender<Result<AppendResult>>,
+/// One connection that is reopened when it breaks.
+struct Pooled {
+    client: Mutex<Option<Arc<Client>>>,
 }
 
 struct Inner {
-    reader: Client,
-    schema: String,
+    config: PgConfig,
+    readers: Vec<Pooled>,
+    next_reader: AtomicUsize,
     head: watch::Sender<Position>,
     tx: flume::Sender<Request>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -120,7 +102,8 @@ pub struct PgStore {
     inner: Arc<Inner>,
 }
 
-async fn connect(config: &PgConfig) -> Result<(Client, tokio::task::JoinHandle<()>)> {
+/// Opens a connection and spawns its driver task (which ends when the connection does).
+pub(crate) async fn connect(config: &PgConfig) -> Result<(Client, tokio::task::JoinHandle<()>)> {
     let (client, connection) = tokio_postgres::connect(&config.connect, NoTls)
         .await
         .map_err(pg)?;
@@ -129,23 +112,15 @@ async fn connect(config: &PgConfig) -> Result<(Client, tokio::task::JoinHandle<(
             tracing::warn!(error = %e, "postgres connection ended");
         }
     });
+    // Every statement of the store is an index probe or an index range. A generic plan
+    // cached while a table was small would stay a sequential scan as it grows, so those are
+    // off; and JIT compilation (triggered by the cost estimates that makes) would cost more
+    // than any of these short statements.
+    client
+        .batch_execute("SET enable_seqscan = off; SET jit = off")
+        .await
+        .map_err(pg)?;
     Ok((client, task))
-}
-
-fn valid_schema(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 50
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        && !name.starts_with(|c: char| c.is_ascii_digit());
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::Storage(format!(
-            "schema name {name:?} must be lower-case letters, digits and _"
-        )))
-    }
 }
 
 impl PgStore {
@@ -154,27 +129,31 @@ impl PgStore {
     /// # Errors
     /// Connection or SQL errors as [`Error::Storage`]; an invalid schema name.
     pub async fn open(config: PgConfig) -> Result<Self> {
-        valid_schema(&config.schema)?;
-        let s = config.schema.clone();
-        let (reader, reader_task) = connect(&config).await?;
-        migrate(&reader, &s).await?;
-        let (writer, writer_task) = connect(&config).await?;
-        let head_now = read_head(&reader, &s).await?;
+        schema::valid_schema(&config.schema)?;
+        let (first, _) = connect(&config).await?;
+        schema::migrate(&first, &config.schema).await?;
+        let head_now = read_head(&first, &config.schema).await?;
+        let mut readers = vec![Pooled {
+            client: Mutex::new(Some(Arc::new(first))),
+        }];
+        for _ in 1..config.readers.max(1) {
+            let (c, _) = connect(&config).await?;
+            readers.push(Pooled {
+                client: Mutex::new(Some(Arc::new(c))),
+            });
+        }
         let (head, _) = watch::channel(head_now);
         let (tx, rx) = flume::bounded::<Request>(4096);
-        let w = Writer {
-            client: writer,
-            schema: s.clone(),
-        };
-        let write_task = tokio::spawn(w.run(rx, head.clone()));
+        let write_task = tokio::spawn(Writer::new(config.clone()).run(rx, head.clone()));
         let listen_task = tokio::spawn(listen(config.clone(), head.clone()));
         Ok(Self {
             inner: Arc::new(Inner {
-                reader,
-                schema: s,
+                config,
+                readers,
+                next_reader: AtomicUsize::new(0),
                 head,
                 tx,
-                tasks: vec![reader_task, writer_task, write_task, listen_task],
+                tasks: vec![write_task, listen_task],
             }),
         })
     }
@@ -184,39 +163,32 @@ impl PgStore {
     /// # Errors
     /// SQL errors.
     pub async fn drop_schema(&self) -> Result<()> {
-        let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.inner.schema);
-        self.inner.reader.batch_execute(&sql).await.map_err(pg)
+        let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.s());
+        self.reader().await?.batch_execute(&sql).await.map_err(pg)
+    }
+
+    /// The config the store was opened with.
+    pub fn config(&self) -> &PgConfig {
+        &self.inner.config
     }
 
     fn s(&self) -> &str {
-        &self.inner.schema
+        &self.inner.config.schema
     }
-}
 
-async fn migrate(client: &Client, s: &str) -> Result<()> {
-    client
-        .batch_execute(&format!(
-            "CREATE SCHEMA IF NOT EXISTS {s}; CREATE TABLE IF NOT EXISTS {s}.annals_migrations (version INT PRIMARY KEY);"
-        ))
-        .await
-        .map_err(pg)?;
-    for (i, m) in MIGRATIONS.iter().enumerate() {
-        let version = i as i32 + 1;
-        // One migration at a time across processes.
-        let sql = format!(
-            "BEGIN; SELECT pg_advisory_xact_lock(hashtext('{s}.migrations'));
-             DO $$ BEGIN
-               IF NOT EXISTS (SELECT 1 FROM {s}.annals_migrations WHERE version = {version}) THEN
-                 EXECUTE $m${}$m$;
-                 INSERT INTO {s}.annals_migrations VALUES ({version});
-               END IF;
-             END $$;
-             COMMIT;",
-            m.replace("{s}", s)
-        );
-        client.batch_execute(&sql).await.map_err(pg)?;
+    /// The next reader connection, reopened if it broke.
+    async fn reader(&self) -> Result<Arc<Client>> {
+        let readers = &self.inner.readers;
+        let i = self.inner.next_reader.fetch_add(1, Ordering::Relaxed) % readers.len();
+        let mut slot = readers[i].client.lock().await;
+        if let Some(c) = slot.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(c.clone());
+        }
+        let (c, _) = connect(&self.inner.config).await?;
+        let c = Arc::new(c);
+        *slot = Some(c.clone());
+        Ok(c)
     }
-    Ok(())
 }
 
 async fn read_head(client: &Client, s: &str) -> Result<Position> {
@@ -272,324 +244,6 @@ async fn listen(config: PgConfig, head: watch::Sender<Position>) {
     }
 }
 
-struct Writer {
-    client: Client,
-    schema: String,
-}
-
-impl Writer {
-    async fn run(mut self, rx: flume::Receiver<Request>, head: watch::Sender<Position>) {
-        while let Ok(first) = rx.recv_async().await {
-            let mut group = vec![first];
-            while group.len() < 512 {
-                match rx.try_recv() {
-                    Ok(r) => group.push(r),
-                    Err(_) => break,
-                }
-            }
-            match self.commit(&mut group).await {
-                Ok((results, new_head)) => {
-                    head.send_if_modified(|h| {
-                        if new_head > *h {
-                            *h = new_head;
-                            true
-                        } else {
-                            false
-                        }
-                    });
-                    for (r, result) in group.into_iter().zip(results) {
-                        let _ = r.reply.send(result);
-                    }
-                }
-                Err(e) => {
-                    let _ = self.client.batch_execute("ROLLBACK").await;
-                    for r in group {
-                        let _ = r.reply.send(Err(Error::Storage(e.to_string())));
-                    }
-                }
-            }
-        }
-    }
-
-    /// One transaction for the whole group, with a fixed number of round trips: lock + head,
-    /// the ids and stream versions the group touches, one multi-row insert, one upsert.
-    async fn commit(
-        &mut self,
-        group: &mut [Request],
-    ) -> Result<(Vec<Result<AppendResult>>, Position)> {
-        let s = self.schema.clone();
-        let tx = self.client.transaction().await.map_err(pg)?;
-        tx.execute(
-            &format!("SELECT pg_advisory_xact_lock(hashtext('{s}.append'))"),
-            &[],
-        )
-        .await
-        .map_err(pg)?;
-        let row = tx
-            .query_one(&format!("SELECT position, recorded_at FROM {s}.head"), &[])
-            .await
-            .map_err(pg)?;
-        let mut next = col::<i64>(&row, 0)? as u64 + 1;
-        let ts = Timestamp::now().0.max(col::<i64>(&row, 1)?);
-        let ids: Vec<uuid::Uuid> = group
-            .iter()
-            .flat_map(|r| r.events.iter().map(|e| *e.id.as_uuid()))
-            .collect();
-        let mut stored: HashMap<EventId, RecordedEvent> = HashMap::new();
-        for row in tx
-            .query(
-                &format!("SELECT {COLUMNS} FROM {s}.events WHERE id = ANY($1)"),
-                &[&ids],
-            )
-            .await
-            .map_err(pg)?
-        {
-            let e = to_event(&row)?;
-            stored.insert(e.id, e);
-        }
-        let names: Vec<&str> = group.iter().map(|r| r.stream.as_str()).collect();
-        let mut heads: HashMap<StreamId, Version> = HashMap::new();
-        for row in tx
-            .query(
-                &format!("SELECT stream, version FROM {s}.streams WHERE stream = ANY($1)"),
-                &[&names],
-            )
-            .await
-            .map_err(pg)?
-        {
-            let name: String = col(&row, 0)?;
-            if let Ok(stream) = StreamId::new(name) {
-                heads.insert(stream, Version(col::<i64>(&row, 1)? as u64));
-            }
-        }
-        let mut pending: Vec<RecordedEvent> = Vec::new();
-        let mut results = Vec::with_capacity(group.len());
-        for r in group.iter_mut() {
-            let events = std::mem::take(&mut r.events);
-            let result = prepare(
-                r,
-                events,
-                &mut stored,
-                &mut heads,
-                &mut pending,
-                &mut next,
-                ts,
-            );
-            results.push(result);
-        }
-        if !pending.is_empty() {
-            let mut positions = Vec::new();
-            let mut streams = Vec::new();
-            let mut versions = Vec::new();
-            let mut event_ids = Vec::new();
-            let mut types = Vec::new();
-            let mut schema_versions = Vec::new();
-            let mut times = Vec::new();
-            let mut correlations = Vec::new();
-            let mut causations = Vec::new();
-            let mut headers = Vec::new();
-            let mut codecs = Vec::new();
-            let mut payloads = Vec::new();
-            for e in &pending {
-                positions.push(e.position.0 as i64);
-                streams.push(e.stream.as_str());
-                versions.push(e.version.0 as i64);
-                event_ids.push(*e.id.as_uuid());
-                types.push(e.event_type.as_str());
-                schema_versions.push(e.schema_version as i32);
-                times.push(ts);
-                correlations.push(e.metadata.correlation_id);
-                causations.push(e.metadata.causation_id);
-                headers.push(
-                    serde_json::to_value(&e.metadata.headers)
-                        .map_err(|e| Error::Storage(e.to_string()))?,
-                );
-                codecs.push(i16::from(e.codec.0));
-                payloads.push(e.payload.as_slice());
-            }
-            tx.execute(
-                &format!(
-                    "INSERT INTO {s}.events (position, stream, version, id, event_type, schema_version, recorded_at,
-                       correlation_id, causation_id, headers, codec, payload)
-                     SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::text[], $6::int[],
-                       $7::bigint[], $8::uuid[], $9::uuid[], $10::jsonb[], $11::smallint[], $12::bytea[])"
-                ),
-                &[&positions, &streams, &versions, &event_ids, &types, &schema_versions, &times, &correlations, &causations, &headers, &codecs, &payloads],
-            )
-            .await
-            .map_err(pg)?;
-            // The new head of every stream written: its last pending event.
-            let mut changed: HashMap<&str, i64> = HashMap::new();
-            for e in &pending {
-                changed.insert(e.stream.as_str(), e.version.0 as i64);
-            }
-            let names: Vec<&str> = changed.keys().copied().collect();
-            let heads: Vec<i64> = changed.values().copied().collect();
-            tx.execute(
-                &format!(
-                    "INSERT INTO {s}.streams (stream, version) SELECT * FROM UNNEST($1::text[], $2::bigint[])
-                     ON CONFLICT (stream) DO UPDATE SET version = EXCLUDED.version"
-                ),
-                &[&names, &heads],
-            )
-            .await
-            .map_err(pg)?;
-            let head = next - 1;
-            tx.execute(
-                &format!("UPDATE {s}.head SET position = $1, recorded_at = $2"),
-                &[&(head as i64), &ts],
-            )
-            .await
-            .map_err(pg)?;
-            tx.execute(
-                &format!("SELECT pg_notify('annals_{s}', $1)"),
-                &[&head.to_string()],
-            )
-            .await
-            .map_err(pg)?;
-        }
-        tx.commit().await.map_err(pg)?;
-        Ok((results, Position(next - 1)))
-    }
-}
-
-/// Checks one append against what is stored (and what this group already took), and queues
-/// its events.
-fn prepare(
-    r: &Request,
-    events: Vec<EventData>,
-    stored: &mut HashMap<EventId, RecordedEvent>,
-    heads: &mut HashMap<StreamId, Version>,
-    pending: &mut Vec<RecordedEvent>,
-    next: &mut u64,
-    ts: i64,
-) -> Result<AppendResult> {
-    if events.is_empty() {
-        return Err(Error::InvalidEvent {
-            reason: "an append needs at least one event".into(),
-        });
-    }
-    let mut seen = HashSet::new();
-    for e in &events {
-        validate(e)?;
-        if !seen.insert(e.id) {
-            return Err(Error::InvalidEvent {
-                reason: format!("event id {} appears twice in one append", e.id),
-            });
-        }
-    }
-    // Idempotency: the same events again give the original result.
-    if let Some((i0, first)) = events
-        .iter()
-        .enumerate()
-        .find_map(|(i, e)| stored.get(&e.id).map(|f| (i, f)))
-    {
-        let p0 = first.position.0;
-        let identical = i0 == 0
-            && events.iter().enumerate().all(|(i, e)| {
-                stored.get(&e.id).is_some_and(|f| {
-                    f.stream == r.stream && f.same_content(e) && f.position.0 == p0 + i as u64
-                })
-            });
-        if let (true, Some(a), Some(b)) = (
-            identical,
-            stored.get(&events[0].id),
-            stored.get(&events[events.len() - 1].id),
-        ) {
-            return Ok(AppendResult {
-                first_version: a.version,
-                last_version: b.version,
-                first_position: a.position,
-                last_position: b.position,
-            });
-        }
-        return Err(Error::DuplicateEventId {
-            id: first.id,
-            position: first.position,
-        });
-    }
-    let actual = heads.get(&r.stream).copied().unwrap_or(Version::NONE);
-    if !r.expected.accepts(actual) {
-        return Err(Error::Conflict {
-            stream: r.stream.clone(),
-            expected: r.expected,
-            actual,
-        });
-    }
-    let first_position = Position(*next);
-    let first_version = actual.next();
-    let n = events.len() as u64;
-    for (i, data) in events.into_iter().enumerate() {
-        let e = RecordedEvent {
-            position: Position(*next),
-            stream: r.stream.clone(),
-            version: Version(first_version.0 + i as u64),
-            id: data.id,
-            event_type: data.event_type,
-            schema_version: data.schema_version,
-            recorded_at: Timestamp(ts),
-            metadata: data.metadata,
-            codec: data.codec,
-            payload: data.payload,
-        };
-        *next += 1;
-        stored.insert(e.id, e.clone());
-        pending.push(e);
-    }
-    let last_version = Version(first_version.0 + n - 1);
-    heads.insert(r.stream.clone(), last_version);
-    Ok(AppendResult {
-        first_version,
-        last_version,
-        first_position,
-        last_position: Position(first_position.0 + n - 1),
-    })
-}
-
-fn validate(e: &EventData) -> Result<()> {
-    let bad = |reason: String| Err(Error::InvalidEvent { reason });
-    if e.event_type.is_empty()
-        || e.event_type.len() > annals_core::MAX_EVENT_TYPE_LEN
-        || e.event_type.chars().any(char::is_control)
-    {
-        return bad(format!("bad event type {:?}", e.event_type));
-    }
-    if e.payload.len() > 16 * 1024 * 1024 {
-        return bad(format!(
-            "payload of {} bytes is larger than the limit of 16 MiB",
-            e.payload.len()
-        ));
-    }
-    Ok(())
-}
-
-const COLUMNS: &str = "position, stream, version, id, event_type, schema_version, recorded_at, correlation_id, causation_id, headers, codec, payload";
-
-fn to_event(row: &Row) -> Result<RecordedEvent> {
-    let position = Position(col::<i64>(row, 0)? as u64);
-    let corrupt = |what: &str| Error::corrupt(position, what.to_owned());
-    let stream = StreamId::new(col::<String>(row, 1)?).map_err(|_| corrupt("invalid stream id"))?;
-    let headers: serde_json::Value = col(row, 9)?;
-    let headers = serde_json::from_value(headers).map_err(|_| corrupt("invalid headers"))?;
-    let codec: i16 = col(row, 10)?;
-    Ok(RecordedEvent {
-        position,
-        stream,
-        version: Version(col::<i64>(row, 2)? as u64),
-        id: EventId::from_uuid(col(row, 3)?),
-        event_type: col(row, 4)?,
-        schema_version: col::<i32>(row, 5)? as u32,
-        recorded_at: Timestamp(col(row, 6)?),
-        metadata: Metadata {
-            correlation_id: col(row, 7)?,
-            causation_id: col(row, 8)?,
-            headers,
-        },
-        codec: CodecId(u8::try_from(codec).map_err(|_| corrupt("invalid codec"))?),
-        payload: col(row, 11)?,
-    })
-}
-
 fn limit(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -637,8 +291,8 @@ impl EventStore for PgStore {
             self.s()
         );
         let rows = self
-            .inner
-            .reader
+            .reader()
+            .await?
             .query(&sql, &[&stream.as_str(), &start, &end, &limit(n)])
             .await
             .map_err(pg)?;
@@ -655,8 +309,8 @@ impl EventStore for PgStore {
             self.s()
         );
         let rows = self
-            .inner
-            .reader
+            .reader()
+            .await?
             .query(&sql, &[&from, &limit(n)])
             .await
             .map_err(pg)?;
@@ -675,8 +329,8 @@ impl EventStore for PgStore {
     async fn stream_head(&self, stream: &StreamId) -> Result<Option<Version>> {
         let sql = format!("SELECT version FROM {}.streams WHERE stream = $1", self.s());
         let row = self
-            .inner
-            .reader
+            .reader()
+            .await?
             .query_opt(&sql, &[&stream.as_str()])
             .await
             .map_err(pg)?;
@@ -687,8 +341,8 @@ impl EventStore for PgStore {
     async fn read_event(&self, id: EventId) -> Result<Option<RecordedEvent>> {
         let sql = format!("SELECT {COLUMNS} FROM {}.events WHERE id = $1", self.s());
         let row = self
-            .inner
-            .reader
+            .reader()
+            .await?
             .query_opt(&sql, &[id.as_uuid()])
             .await
             .map_err(pg)?;
@@ -712,8 +366,8 @@ impl SnapshotStore for PgStore {
                codec = EXCLUDED.codec, payload = EXCLUDED.payload, taken_at = EXCLUDED.taken_at",
             self.s()
         );
-        self.inner
-            .reader
+        self.reader()
+            .await?
             .execute(
                 &sql,
                 &[
@@ -736,8 +390,8 @@ impl SnapshotStore for PgStore {
             self.s()
         );
         let Some(row) = self
-            .inner
-            .reader
+            .reader()
+            .await?
             .query_opt(&sql, &[&stream.as_str()])
             .await
             .map_err(pg)?

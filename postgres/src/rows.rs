@@ -1,0 +1,58 @@
+//! Reading rows: typed column access and the event row layout.
+
+use annals_core::{
+    CodecId, Error, EventId, Metadata, Position, RecordedEvent, Result, StreamId, Timestamp,
+    Version,
+};
+use tokio_postgres::Row;
+
+/// A driver error as the store's storage error.
+pub(crate) fn pg(e: tokio_postgres::Error) -> Error {
+    match e.as_db_error() {
+        Some(db) => Error::Storage(format!("postgres: {} ({})", db.message(), db.code().code())),
+        None => Error::Storage(format!("postgres: {e}")),
+    }
+}
+
+/// A copy of a group's error for each of its appends (`Error` is not `Clone`).
+pub(crate) fn copy(e: &Error) -> Error {
+    match e {
+        Error::Storage(m) => Error::Storage(m.clone()),
+        other => Error::Storage(other.to_string()),
+    }
+}
+
+/// Column `i` of `row` as `T`: a typed error, not `Row::get`'s panic, when the table does not
+/// hold what this build expects (another schema version, a hand-edited table).
+pub(crate) fn col<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, i: usize) -> Result<T> {
+    row.try_get(i).map_err(pg)
+}
+
+/// The columns of `events`, in the order [`to_event`] reads them.
+pub(crate) const COLUMNS: &str = "position, stream, version, id, event_type, schema_version, recorded_at, correlation_id, causation_id, headers, codec, payload";
+
+/// One `events` row (selected with [`COLUMNS`]) as a recorded event.
+pub(crate) fn to_event(row: &Row) -> Result<RecordedEvent> {
+    let position = Position(col::<i64>(row, 0)? as u64);
+    let corrupt = |what: &str| Error::corrupt(position, what.to_owned());
+    let stream = StreamId::new(col::<String>(row, 1)?).map_err(|_| corrupt("invalid stream id"))?;
+    let headers: serde_json::Value = col(row, 9)?;
+    let headers = serde_json::from_value(headers).map_err(|_| corrupt("invalid headers"))?;
+    let codec: i16 = col(row, 10)?;
+    Ok(RecordedEvent {
+        position,
+        stream,
+        version: Version(col::<i64>(row, 2)? as u64),
+        id: EventId::from_uuid(col(row, 3)?),
+        event_type: col(row, 4)?,
+        schema_version: col::<i32>(row, 5)? as u32,
+        recorded_at: Timestamp(col(row, 6)?),
+        metadata: Metadata {
+            correlation_id: col(row, 7)?,
+            causation_id: col(row, 8)?,
+            headers,
+        },
+        codec: CodecId(u8::try_from(codec).map_err(|_| corrupt("invalid codec"))?),
+        payload: col(row, 11)?,
+    })
+}

@@ -1,0 +1,669 @@
+//! The writer: queued appends of this process share one transaction (group commit).
+//!
+//! Positions are gap-free and become visible in commit order because an append can only
+//! commit positions `head + 1 ..` of the committed head: two transactions that start from the
+//! same head both insert position `head + 1`, and the primary key lets only one commit.
+//!
+//! Every writer takes one transaction-scoped advisory lock before it writes, so appends of
+//! all processes are serialized.
+//!
+//! **Fast path** (one round trip). The writer remembers the head it last committed and the
+//! versions of the streams it has seen. Every append moves the head, so while the head is
+//! what the writer remembers, so is every stream. A group is decided against that memory and
+//! written by one pipelined transaction (`BEGIN`, the lock, one statement that inserts the
+//! events and sets the stream versions, the head and the notification, `COMMIT`); if another
+//! process appended in between, the insert of `head + 1` fails on the primary key, the
+//! transaction rolls back, and the group goes the slow way. Streams not in memory are read first, without
+//! a lock: a read that saw a newer head than remembered also ends in that failure. A
+//! conflict, or a duplicate event id, is always confirmed by the slow path.
+//!
+//! **Slow path** (two round trips): the first pipelines `BEGIN`, the lock, the head, the stored ids
+//! and the stream versions; the second pipelines the insert, the stream versions, the head,
+//! the notification and `COMMIT`.
+//!
+//! Statements are prepared once per connection. A lost connection is reopened for the next
+//! group, and any failure forgets what the writer remembered.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use annals_core::{
+    AppendResult, Error, EventData, EventId, ExpectedVersion, Position, RecordedEvent, Result,
+    StreamId, Timestamp, Version,
+};
+use futures_util::future::{join4, join5};
+use tokio::sync::{oneshot, watch};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, Statement};
+
+use crate::PgConfig;
+use crate::rows::{COLUMNS, col, copy, pg, to_event};
+
+/// One queued append.
+pub(crate) struct Request {
+    pub(crate) stream: StreamId,
+    pub(crate) expected: ExpectedVersion,
+    pub(crate) events: Vec<EventData>,
+    pub(crate) reply: oneshot::Sender<Result<AppendResult>>,
+}
+
+/// The most appends in one transaction.
+const MAX_GROUP: usize = 512;
+
+/// The most stream versions the writer remembers; past it, it forgets them all.
+const MAX_REMEMBERED: usize = 100_000;
+
+/// What the writer knows of the committed state: the head (position, time) and stream
+/// versions (`Version::NONE` for a stream known not to exist), all as of that head.
+#[derive(Default)]
+struct Memory {
+    head: Option<(u64, i64)>,
+    streams: HashMap<StreamId, Version>,
+}
+
+impl Memory {
+    fn forget(&mut self) {
+        self.head = None;
+        self.streams.clear();
+    }
+
+    fn learn(&mut self, head: u64, ts: i64, streams: HashMap<StreamId, Version>) {
+        if self.streams.len() + streams.len() > MAX_REMEMBERED {
+            self.streams.clear();
+        }
+        self.head = Some((head, ts));
+        self.streams.extend(streams);
+    }
+}
+
+/// The writer's connection and its prepared statements.
+struct Conn {
+    client: Client,
+    task: tokio::task::JoinHandle<()>,
+    lock: Statement,
+    head: Statement,
+    ids: Statement,
+    streams: Statement,
+    insert: Statement,
+    upsert: Statement,
+    set_head: Statement,
+    notify: Statement,
+    fast: Statement,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Conn {
+    async fn open(config: &PgConfig) -> Result<Self> {
+        let (client, task) = crate::connect(config).await?;
+        let s = &config.schema;
+        let prepare = |sql: String| {
+            let client = &client;
+            async move { client.prepare(&sql).await.map_err(pg) }
+        };
+        Ok(Self {
+            lock: prepare(format!(
+                "SELECT pg_advisory_xact_lock(hashtext('{s}.append'))"
+            ))
+            .await?,
+            head: prepare(format!("SELECT position, recorded_at FROM {s}.head")).await?,
+            ids: prepare(format!(
+                "SELECT {COLUMNS} FROM {s}.events WHERE id = ANY($1)"
+            ))
+            .await?,
+            streams: prepare(format!(
+                "SELECT stream, version FROM {s}.streams WHERE stream = ANY($1)"
+            ))
+            .await?,
+            insert: prepare(insert_sql(s, 1)).await?,
+            upsert: prepare(upsert_sql(s, 1)).await?,
+            set_head: prepare(format!(
+                "UPDATE {s}.head SET position = $1, recorded_at = $2"
+            ))
+            .await?,
+            notify: prepare(format!("SELECT pg_notify('annals_{s}', $1)")).await?,
+            fast: prepare(format!(
+                "WITH ins AS ({INSERT}), up AS ({UPSERT}), h AS (UPDATE {s}.head SET position = $15, recorded_at = $16)
+                 SELECT pg_notify('annals_{s}', $17)",
+                INSERT = insert_sql(s, 1),
+                UPSERT = upsert_sql(s, 13),
+            ))
+            .await?,
+            client,
+            task,
+        })
+    }
+}
+
+/// The insert of a group's events; parameters `$first ..= $first + 11` are the columns.
+fn insert_sql(s: &str, first: usize) -> String {
+    let types = [
+        "bigint", "text", "bigint", "uuid", "text", "int", "bigint", "uuid", "uuid", "jsonb",
+        "smallint", "bytea",
+    ];
+    let arrays: Vec<String> = types
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("${}::{t}[]", first + i))
+        .collect();
+    format!(
+        "INSERT INTO {s}.events ({COLUMNS}) SELECT * FROM UNNEST({})",
+        arrays.join(", ")
+    )
+}
+
+/// The upsert of stream versions; parameters `$first` (names) and `$first + 1` (versions).
+fn upsert_sql(s: &str, first: usize) -> String {
+    format!(
+        "INSERT INTO {s}.streams (stream, version) SELECT * FROM UNNEST(${first}::text[], ${}::bigint[])
+         ON CONFLICT (stream) DO UPDATE SET version = EXCLUDED.version",
+        first + 1
+    )
+}
+
+pub(crate) struct Writer {
+    config: PgConfig,
+    conn: Option<Conn>,
+    memory: Memory,
+}
+
+impl Writer {
+    pub(crate) fn new(config: PgConfig) -> Self {
+        Self {
+            config,
+            conn: None,
+            memory: Memory::default(),
+        }
+    }
+
+    pub(crate) async fn run(mut self, rx: flume::Receiver<Request>, head: watch::Sender<Position>) {
+        let mut backoff = Duration::from_millis(10);
+        let mut last_len = 1;
+        while let Ok(first) = rx.recv_async().await {
+            let group = collect(&rx, first, last_len).await;
+            last_len = group.len();
+            let conn = match self.conn.take() {
+                Some(c) if !c.client.is_closed() => c,
+                _ => match Conn::open(&self.config).await {
+                    Ok(c) => {
+                        backoff = Duration::from_millis(10);
+                        c
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "postgres writer cannot connect");
+                        for r in group {
+                            let _ = r.reply.send(Err(copy(&e)));
+                        }
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(2));
+                        continue;
+                    }
+                },
+            };
+            let span = tracing::debug_span!("append_group", appends = group.len());
+            let outcome =
+                tracing::Instrument::instrument(commit(&conn, &mut self.memory, &group), span)
+                    .await;
+            match outcome {
+                Ok((results, new_head)) => {
+                    head.send_if_modified(|h| {
+                        if new_head > *h {
+                            *h = new_head;
+                            true
+                        } else {
+                            false
+                        }
+                    });
+                    for (r, result) in group.into_iter().zip(results) {
+                        let _ = r.reply.send(result);
+                    }
+                }
+                Err(e) => {
+                    self.memory.forget();
+                    // Whether COMMIT ran is unknown when the connection broke: appenders
+                    // retry with the same event ids, which is idempotent.
+                    let _ = conn.client.batch_execute("ROLLBACK").await;
+                    tracing::warn!(error = %e, "append group failed");
+                    for r in group {
+                        let _ = r.reply.send(Err(copy(&e)));
+                    }
+                }
+            }
+            self.conn = Some(conn);
+        }
+    }
+}
+
+/// How long the writer waits for a group to fill up to the size of the previous one.
+const LINGER: Duration = Duration::from_micros(250);
+
+/// The group starting with `first`: whatever else is queued, and, when that is fewer appends
+/// than the previous group had, what arrives within [`LINGER`] — the previous group's
+/// appenders are about to send their next append, and one transaction for all of them costs
+/// less than two.
+async fn collect(rx: &flume::Receiver<Request>, first: Request, last_len: usize) -> Vec<Request> {
+    let mut group = vec![first];
+    let started = std::time::Instant::now();
+    while group.len() < MAX_GROUP {
+        match rx.try_recv() {
+            Ok(r) => group.push(r),
+            Err(_) if group.len() < last_len && started.elapsed() < LINGER => {
+                tokio::task::yield_now().await;
+            }
+            Err(_) => break,
+        }
+    }
+    group
+}
+
+/// Each append's result and the head after the group.
+type Outcome = (Vec<Result<AppendResult>>, Position);
+
+/// Commits one group: the fast path when the writer's memory allows, else the slow path.
+async fn commit(conn: &Conn, memory: &mut Memory, group: &[Request]) -> Result<Outcome> {
+    if let Some(outcome) = fast(conn, memory, group).await? {
+        return Ok(outcome);
+    }
+    memory.forget();
+    slow(conn, memory, group).await
+}
+
+/// The fast path; `None` when the group must take the slow path.
+async fn fast(conn: &Conn, memory: &mut Memory, group: &[Request]) -> Result<Option<Outcome>> {
+    let Some((head, head_ts)) = memory.head else {
+        return Ok(None);
+    };
+    let c = &conn.client;
+    let mut missing: Vec<&str> = group
+        .iter()
+        .filter(|r| !memory.streams.contains_key(&r.stream))
+        .map(|r| r.stream.as_str())
+        .collect();
+    missing.sort_unstable();
+    missing.dedup();
+    if !missing.is_empty() {
+        let rows = c.query(&conn.streams, &[&missing]).await.map_err(pg)?;
+        let mut found = stream_versions(&rows)?;
+        for name in missing {
+            if let Ok(stream) = StreamId::new(name) {
+                let v = found.remove(&stream).unwrap_or(Version::NONE);
+                memory.streams.insert(stream, v);
+            }
+        }
+    }
+    let mut heads: HashMap<StreamId, Version> = group
+        .iter()
+        .filter_map(|r| Some((r.stream.clone(), *memory.streams.get(&r.stream)?)))
+        .collect();
+    let ts = Timestamp::now().0.max(head_ts);
+    let mut decided = Decided::new(head + 1);
+    let results = decided.run(group, HashMap::new(), &mut heads, ts);
+    // A conflict or a duplicate id decided from memory is confirmed under the lock.
+    if results.iter().any(|r| {
+        matches!(
+            r,
+            Err(Error::Conflict { .. } | Error::DuplicateEventId { .. })
+        )
+    }) {
+        return Ok(None);
+    }
+    if decided.pending.is_empty() {
+        return Ok(Some((results, Position(head))));
+    }
+    let new_head = decided.next - 1;
+    let columns = Columns::of(&decided.pending)?;
+    let (names, versions) = stream_heads(&decided.pending);
+    let head_text = new_head.to_string();
+    // One round trip: the lock orders this with every other writer (and keeps a slow path
+    // under the lock from ever losing a position to it).
+    let (begin, lock, written, commit) = join4(
+        c.batch_execute("BEGIN"),
+        c.execute(&conn.lock, &[]),
+        c.query_one(
+            &conn.fast,
+            &[
+                &columns.positions,
+                &columns.streams,
+                &columns.versions,
+                &columns.ids,
+                &columns.types,
+                &columns.schema_versions,
+                &columns.times,
+                &columns.correlations,
+                &columns.causations,
+                &columns.headers,
+                &columns.codecs,
+                &columns.payloads,
+                &names,
+                &versions,
+                &(new_head as i64),
+                &ts,
+                &head_text,
+            ],
+        ),
+        c.batch_execute("COMMIT"),
+    )
+    .await;
+    begin.map_err(pg)?;
+    lock.map_err(pg)?;
+    // After a failed statement, COMMIT ends the aborted transaction with a rollback.
+    commit.map_err(pg)?;
+    match written {
+        Ok(_) => {
+            memory.learn(new_head, ts, heads);
+            Ok(Some((results, Position(new_head))))
+        }
+        // Another writer moved the head (or the id is stored): the transaction rolled back;
+        // decide again from what is stored.
+        Err(e) if e.code().is_some_and(retry_slow) => {
+            tracing::debug!(error = %e, "fast append path fell back");
+            Ok(None)
+        }
+        Err(e) => Err(pg(e)),
+    }
+}
+
+/// Errors after which the slow path decides the group again: a position or an event id
+/// already stored.
+fn retry_slow(code: &SqlState) -> bool {
+    code == &SqlState::UNIQUE_VIOLATION
+}
+
+/// The slow path: reads and writes under the advisory lock, in two round trips.
+async fn slow(conn: &Conn, memory: &mut Memory, group: &[Request]) -> Result<Outcome> {
+    let c = &conn.client;
+    let ids: Vec<uuid::Uuid> = group
+        .iter()
+        .flat_map(|r| r.events.iter().map(|e| *e.id.as_uuid()))
+        .collect();
+    let names: Vec<&str> = group.iter().map(|r| r.stream.as_str()).collect();
+    // Round trip 1. Statements run in order on the server, so the reads see the state under
+    // the lock.
+    let (begin, lock, head, stored_rows, stream_rows) = join5(
+        c.batch_execute("BEGIN"),
+        c.execute(&conn.lock, &[]),
+        c.query_one(&conn.head, &[]),
+        c.query(&conn.ids, &[&ids]),
+        c.query(&conn.streams, &[&names]),
+    )
+    .await;
+    begin.map_err(pg)?;
+    lock.map_err(pg)?;
+    let head = head.map_err(pg)?;
+    let old_head = col::<i64>(&head, 0)? as u64;
+    let ts = Timestamp::now().0.max(col::<i64>(&head, 1)?);
+    let mut stored: HashMap<EventId, RecordedEvent> = HashMap::new();
+    for row in stored_rows.map_err(pg)? {
+        let e = to_event(&row)?;
+        stored.insert(e.id, e);
+    }
+    let mut heads = stream_versions(&stream_rows.map_err(pg)?)?;
+    for r in group {
+        heads.entry(r.stream.clone()).or_insert(Version::NONE);
+    }
+    let mut decided = Decided::new(old_head + 1);
+    let results = decided.run(group, stored, &mut heads, ts);
+    if decided.pending.is_empty() {
+        c.batch_execute("COMMIT").await.map_err(pg)?;
+        memory.learn(old_head, ts, heads);
+        return Ok((results, Position(old_head)));
+    }
+    let columns = Columns::of(&decided.pending)?;
+    let (names, versions) = stream_heads(&decided.pending);
+    let new_head = decided.next - 1;
+    let head_text = new_head.to_string();
+    // Round trip 2. If a statement fails the transaction is aborted and COMMIT rolls it
+    // back, so every result is checked, not only COMMIT's.
+    let (insert, upsert, set_head, notify, commit) = join5(
+        c.execute(
+            &conn.insert,
+            &[
+                &columns.positions,
+                &columns.streams,
+                &columns.versions,
+                &columns.ids,
+                &columns.types,
+                &columns.schema_versions,
+                &columns.times,
+                &columns.correlations,
+                &columns.causations,
+                &columns.headers,
+                &columns.codecs,
+                &columns.payloads,
+            ],
+        ),
+        c.execute(&conn.upsert, &[&names, &versions]),
+        c.execute(&conn.set_head, &[&(new_head as i64), &ts]),
+        c.execute(&conn.notify, &[&head_text]),
+        c.batch_execute("COMMIT"),
+    )
+    .await;
+    insert.map_err(pg)?;
+    upsert.map_err(pg)?;
+    set_head.map_err(pg)?;
+    notify.map_err(pg)?;
+    commit.map_err(pg)?;
+    memory.learn(new_head, ts, heads);
+    Ok((results, Position(new_head)))
+}
+
+/// `(stream, version)` rows as a map.
+fn stream_versions(rows: &[tokio_postgres::Row]) -> Result<HashMap<StreamId, Version>> {
+    let mut heads = HashMap::new();
+    for row in rows {
+        let name: String = col(row, 0)?;
+        if let Ok(stream) = StreamId::new(name) {
+            heads.insert(stream, Version(col::<i64>(row, 1)? as u64));
+        }
+    }
+    Ok(heads)
+}
+
+/// The new version of every stream written (its last pending event), sorted by name so
+/// that concurrent writers lock stream rows in one order.
+fn stream_heads(pending: &[RecordedEvent]) -> (Vec<&str>, Vec<i64>) {
+    let mut changed: HashMap<&str, i64> = HashMap::new();
+    for e in pending {
+        changed.insert(e.stream.as_str(), e.version.0 as i64);
+    }
+    let mut pairs: Vec<(&str, i64)> = changed.into_iter().collect();
+    pairs.sort_unstable();
+    pairs.into_iter().unzip()
+}
+
+/// A group decided against a known state: the events to insert and the next position.
+struct Decided {
+    pending: Vec<RecordedEvent>,
+    next: u64,
+}
+
+impl Decided {
+    fn new(next: u64) -> Self {
+        Self {
+            pending: Vec::new(),
+            next,
+        }
+    }
+
+    /// Decides every append of `group` in order against `stored` ids and stream `heads`
+    /// (both updated as appends are taken).
+    fn run(
+        &mut self,
+        group: &[Request],
+        mut stored: HashMap<EventId, RecordedEvent>,
+        heads: &mut HashMap<StreamId, Version>,
+        ts: i64,
+    ) -> Vec<Result<AppendResult>> {
+        group
+            .iter()
+            .map(|r| prepare(r, &mut stored, heads, &mut self.pending, &mut self.next, ts))
+            .collect()
+    }
+}
+
+/// The pending events as one array per column, for the `UNNEST` insert.
+struct Columns<'a> {
+    positions: Vec<i64>,
+    streams: Vec<&'a str>,
+    versions: Vec<i64>,
+    ids: Vec<uuid::Uuid>,
+    types: Vec<&'a str>,
+    schema_versions: Vec<i32>,
+    times: Vec<i64>,
+    correlations: Vec<Option<uuid::Uuid>>,
+    causations: Vec<Option<uuid::Uuid>>,
+    headers: Vec<serde_json::Value>,
+    codecs: Vec<i16>,
+    payloads: Vec<&'a [u8]>,
+}
+
+impl<'a> Columns<'a> {
+    fn of(pending: &'a [RecordedEvent]) -> Result<Self> {
+        let mut c = Columns {
+            positions: Vec::with_capacity(pending.len()),
+            streams: Vec::with_capacity(pending.len()),
+            versions: Vec::with_capacity(pending.len()),
+            ids: Vec::with_capacity(pending.len()),
+            types: Vec::with_capacity(pending.len()),
+            schema_versions: Vec::with_capacity(pending.len()),
+            times: Vec::with_capacity(pending.len()),
+            correlations: Vec::with_capacity(pending.len()),
+            causations: Vec::with_capacity(pending.len()),
+            headers: Vec::with_capacity(pending.len()),
+            codecs: Vec::with_capacity(pending.len()),
+            payloads: Vec::with_capacity(pending.len()),
+        };
+        for e in pending {
+            c.positions.push(e.position.0 as i64);
+            c.streams.push(e.stream.as_str());
+            c.versions.push(e.version.0 as i64);
+            c.ids.push(*e.id.as_uuid());
+            c.types.push(e.event_type.as_str());
+            c.schema_versions.push(e.schema_version as i32);
+            c.times.push(e.recorded_at.0);
+            c.correlations.push(e.metadata.correlation_id);
+            c.causations.push(e.metadata.causation_id);
+            c.headers.push(
+                serde_json::to_value(&e.metadata.headers)
+                    .map_err(|e| Error::Storage(e.to_string()))?,
+            );
+            c.codecs.push(i16::from(e.codec.0));
+            c.payloads.push(e.payload.as_slice());
+        }
+        Ok(c)
+    }
+}
+
+/// Checks one append against what is stored (and what this group already took), and queues
+/// its events.
+fn prepare(
+    r: &Request,
+    stored: &mut HashMap<EventId, RecordedEvent>,
+    heads: &mut HashMap<StreamId, Version>,
+    pending: &mut Vec<RecordedEvent>,
+    next: &mut u64,
+    ts: i64,
+) -> Result<AppendResult> {
+    let events = &r.events;
+    if events.is_empty() {
+        return Err(Error::InvalidEvent {
+            reason: "an append needs at least one event".into(),
+        });
+    }
+    let mut seen = HashSet::new();
+    for e in events {
+        validate(e)?;
+        if !seen.insert(e.id) {
+            return Err(Error::InvalidEvent {
+                reason: format!("event id {} appears twice in one append", e.id),
+            });
+        }
+    }
+    // Idempotency: the same events again give the original result.
+    if let Some((i0, first)) = events
+        .iter()
+        .enumerate()
+        .find_map(|(i, e)| stored.get(&e.id).map(|f| (i, f)))
+    {
+        let p0 = first.position.0;
+        let identical = i0 == 0
+            && events.iter().enumerate().all(|(i, e)| {
+                stored.get(&e.id).is_some_and(|f| {
+                    f.stream == r.stream && f.same_content(e) && f.position.0 == p0 + i as u64
+                })
+            });
+        if let (true, Some(a), Some(b)) = (
+            identical,
+            stored.get(&events[0].id),
+            stored.get(&events[events.len() - 1].id),
+        ) {
+            return Ok(AppendResult {
+                first_version: a.version,
+                last_version: b.version,
+                first_position: a.position,
+                last_position: b.position,
+            });
+        }
+        return Err(Error::DuplicateEventId {
+            id: first.id,
+            position: first.position,
+        });
+    }
+    let actual = heads.get(&r.stream).copied().unwrap_or(Version::NONE);
+    if !r.expected.accepts(actual) {
+        return Err(Error::Conflict {
+            stream: r.stream.clone(),
+            expected: r.expected,
+            actual,
+        });
+    }
+    let first_position = Position(*next);
+    let first_version = actual.next();
+    let n = events.len() as u64;
+    for (i, data) in events.iter().enumerate() {
+        let e = RecordedEvent {
+            position: Position(*next),
+            stream: r.stream.clone(),
+            version: Version(first_version.0 + i as u64),
+            id: data.id,
+            event_type: data.event_type.clone(),
+            schema_version: data.schema_version,
+            recorded_at: Timestamp(ts),
+            metadata: data.metadata.clone(),
+            codec: data.codec,
+            payload: data.payload.clone(),
+        };
+        *next += 1;
+        stored.insert(e.id, e.clone());
+        pending.push(e);
+    }
+    let last_version = Version(first_version.0 + n - 1);
+    heads.insert(r.stream.clone(), last_version);
+    Ok(AppendResult {
+        first_version,
+        last_version,
+        first_position,
+        last_position: Position(first_position.0 + n - 1),
+    })
+}
+
+fn validate(e: &EventData) -> Result<()> {
+    let bad = |reason: String| Err(Error::InvalidEvent { reason });
+    if e.event_type.is_empty()
+        || e.event_type.len() > annals_core::MAX_EVENT_TYPE_LEN
+        || e.event_type.chars().any(char::is_control)
+    {
+        return bad(format!("bad event type {:?}", e.event_type));
+    }
+    if e.payload.len() > 16 * 1024 * 1024 {
+        return bad(format!(
+            "payload of {} bytes is larger than the limit of 16 MiB",
+            e.payload.len()
+        ));
+    }
+    Ok(())
+}
