@@ -63,6 +63,21 @@ pub enum ProjectionError {
     /// The worker has shut down.
     #[error("projection worker has shut down")]
     Closed,
+    /// Another worker moved the checkpoint of a read model shared between processes since
+    /// this one read it; the batch was rolled back. The runner reads the checkpoint again
+    /// (and, with leadership, stands by); outside the runner, read
+    /// [`Projection::checkpoint`](crate::Projection::checkpoint) again before applying more.
+    #[error("projection {projection}: another worker moved the checkpoint from {expected}")]
+    Fenced {
+        /// The projection.
+        projection: String,
+        /// The checkpoint this worker expected to move from.
+        expected: Position,
+    },
+    /// This process does not run the projection now (another process leads it): send
+    /// reset, rebuild and retry to the leading process, or try again later.
+    #[error("projection {0} is run by another process now")]
+    NotLeader(String),
 }
 
 impl ProjectionError {

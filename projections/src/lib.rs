@@ -15,6 +15,12 @@
 //!   events or T ms with the checkpoint in the commit payload, rebuilds beside the live
 //!   index and swaps it in without downtime; [`SearchIndex`] answers queries with scores,
 //!   stored fields and highlighted snippets.
+//! * [`Leadership`] / [`Lease`]: with
+//!   [`ProjectionRunner::with_leadership`], each projection runs in one process at a time;
+//!   the others stand by and take over when the leader goes away. Feature `postgres`:
+//!   `PgLeadership` (session advisory locks) and `PgReadModel` / `PgProjector`, a read model
+//!   in PostgreSQL tables whose checkpoint moves by compare-and-set in the batch's
+//!   transaction (`ProjectionError::Fenced` for a worker that lost its lease).
 //!
 //! The runtime reads events only through [`annals_core::EventStore`], so it works over any
 //! store.
@@ -55,19 +61,28 @@
 
 mod error;
 mod kv;
+mod leader;
 mod parked;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod projection;
 mod runner;
 mod search;
 
 pub use error::ProjectionError;
 pub use kv::{KvProjection, KvProjector, KvReadModel, KvWriter};
+pub use leader::{Leadership, Lease};
 pub use parked::{Parked, ParkedStore};
+#[cfg(feature = "postgres")]
+pub use postgres::{PgLeadership, PgProjector, PgReadModel};
 pub use projection::{Checkpoint, Projection};
 pub use runner::{
     FailurePolicy, Progress, ProgressFn, ProjectionConfig, ProjectionHandle, ProjectionRunner,
     RetryPolicy, Status, WorkerState, project_until,
 };
+/// The PostgreSQL driver, re-exported so that projectors use the same version.
+#[cfg(feature = "postgres")]
+pub use tokio_postgres;
 
 pub use search::{
     CurrentDoc, FastFilter, Hit, SearchConfig, SearchIndex, SearchOp, SearchProjection,

@@ -13,6 +13,7 @@ use tracing::Instrument;
 
 use crate::error::ProjectionError;
 use crate::kv::position_of;
+use crate::leader::{Leadership, Lease};
 use crate::parked::{Parked, ParkedStore};
 use crate::projection::{Checkpoint, Projection};
 
@@ -77,6 +78,9 @@ impl Default for ProjectionConfig {
 pub enum WorkerState {
     /// Applying events (catching up or live).
     Running,
+    /// Waiting for leadership: another process runs this projection (the checkpoint shown
+    /// is the leader's, refreshed every half second).
+    Standby,
     /// Paused by `pause`.
     Paused,
     /// Rebuilding from scratch; `target` is the head when the rebuild started.
@@ -315,6 +319,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct ProjectionRunner<S> {
     store: S,
     parked: ParkedStore,
+    leadership: Option<Arc<dyn Leadership>>,
     workers: Mutex<HashMap<String, (ProjectionHandle, JoinHandle<()>)>>,
 }
 
@@ -327,8 +332,17 @@ impl<S: EventStore> ProjectionRunner<S> {
         Ok(Self {
             store,
             parked: ParkedStore::open(db)?,
+            leadership: None,
             workers: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Runs each projection only while `leadership` grants this process its lease: for
+    /// several processes sharing one store and one read model. Workers started afterwards
+    /// wait in [`WorkerState::Standby`] until they lead.
+    pub fn with_leadership(mut self, leadership: impl Leadership) -> Self {
+        self.leadership = Some(Arc::new(leadership));
+        self
     }
 
     /// Starts a worker for `projection`: it catches up from the stored checkpoint (or
@@ -370,6 +384,9 @@ impl<S: EventStore> ProjectionRunner<S> {
             paused: false,
             stopped: None,
             rebuild: None,
+            leadership: self.leadership.clone(),
+            standby: false,
+            fenced: false,
         };
         let span = tracing::info_span!("projection", name = %name);
         let join = tokio::spawn(worker.run().instrument(span));
@@ -416,11 +433,35 @@ struct Worker<S> {
     paused: bool,
     stopped: Option<String>,
     rebuild: Option<Rebuild>,
+    leadership: Option<Arc<dyn Leadership>>,
+    /// Waiting for leadership.
+    standby: bool,
+    /// Another worker moved the checkpoint: stop applying, read it again.
+    fenced: bool,
+}
+
+/// How a worker's time as the projection's runner ended.
+enum Led {
+    /// Shut down.
+    Done,
+    /// Lost its lease or was fenced off: stand by (or, without leadership, start over from
+    /// the stored checkpoint).
+    Lost,
+}
+
+/// Completes when `lease` is lost; never without a lease.
+async fn lost(lease: &mut Option<Box<dyn Lease>>) {
+    match lease {
+        Some(l) => l.lost().await,
+        None => std::future::pending().await,
+    }
 }
 
 impl<S: EventStore> Worker<S> {
     fn publish(&self) {
-        let state = if let Some(reason) = &self.stopped {
+        let state = if self.standby {
+            WorkerState::Standby
+        } else if let Some(reason) = &self.stopped {
             WorkerState::Stopped {
                 reason: reason.clone(),
             }
@@ -461,6 +502,96 @@ impl<S: EventStore> Worker<S> {
     }
 
     async fn run(mut self) {
+        loop {
+            let lease = match self.leadership.clone() {
+                Some(l) => match self.stand_by(&*l).await {
+                    Some(lease) => Some(lease),
+                    None => break,
+                },
+                None => None,
+            };
+            match self.lead(lease).await {
+                Led::Done => break,
+                Led::Lost => {
+                    if let Some((_, _, reply)) = self.rebuild.take() {
+                        let _ = reply.send(Err(ProjectionError::NotLeader(self.name.clone())));
+                    }
+                    if self.leadership.is_none() {
+                        tokio::time::sleep(self.config.retry.initial_backoff).await;
+                    }
+                }
+            }
+        }
+        self.state
+            .send_replace((self.checkpoint, WorkerState::ShutDown));
+        tracing::debug!(checkpoint = self.checkpoint.0, "projection worker stopped");
+    }
+
+    /// Waits for leadership, following the leader's checkpoint meanwhile; `None` on shutdown.
+    async fn stand_by(&mut self, leadership: &dyn Leadership) -> Option<Box<dyn Lease>> {
+        self.standby = true;
+        self.publish();
+        let name = self.name.clone();
+        let acquire = leadership.acquire(&name);
+        tokio::pin!(acquire);
+        let mut follow = tokio::time::interval(Duration::from_millis(500));
+        let lease = loop {
+            tokio::select! {
+                biased;
+                c = self.control.recv() => match c {
+                    None | Some(Control::Shutdown) => return None,
+                    Some(c) => self.on_standby_control(c),
+                },
+                r = &mut acquire => match r {
+                    Ok(lease) => break lease,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot ask for leadership; asking again");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        acquire.set(leadership.acquire(&name));
+                    }
+                },
+                _ = follow.tick() => {
+                    if let Ok(c) = self.projection.checkpoint().await {
+                        self.checkpoint = position_of(c);
+                        self.publish();
+                    }
+                }
+            }
+        };
+        tracing::info!("leading the projection");
+        self.standby = false;
+        Some(lease)
+    }
+
+    /// Controls while standing by: pause and resume are remembered; the rest needs the
+    /// leading process.
+    fn on_standby_control(&mut self, c: Control) {
+        let not_leader = || ProjectionError::NotLeader(self.name.clone());
+        match c {
+            Control::Pause(reply) => {
+                self.paused = true;
+                let _ = reply.send(());
+            }
+            Control::Resume(reply) => {
+                self.paused = false;
+                self.stopped = None;
+                let _ = reply.send(());
+            }
+            Control::Reset(_, reply) | Control::Retry(_, reply) => {
+                let _ = reply.send(Err(not_leader()));
+            }
+            Control::Rebuild(_, reply) => {
+                let _ = reply.send(Err(not_leader()));
+            }
+            Control::Shutdown => {}
+        }
+        self.publish();
+    }
+
+    /// Runs the projection from its stored checkpoint until shutdown, or until the lease is
+    /// lost or another worker moves the checkpoint.
+    async fn lead(&mut self, mut lease: Option<Box<dyn Lease>>) -> Led {
+        self.fenced = false;
         match self.projection.checkpoint().await {
             Ok(Some(c)) if c.version != self.projection.version() => {
                 tracing::info!(
@@ -478,10 +609,18 @@ impl<S: EventStore> Worker<S> {
         let mut sub = self.store.subscribe_all(self.checkpoint.next());
         let commit_interval = self.projection.commit_interval();
         loop {
+            if self.fenced {
+                tracing::warn!("another worker moved the checkpoint; this one stands down");
+                return Led::Lost;
+            }
             if self.paused || self.stopped.is_some() {
-                match self.control.recv().await {
-                    None | Some(Control::Shutdown) => break,
-                    Some(c) => self.on_control(c, &mut sub).await,
+                tokio::select! {
+                    biased;
+                    c = self.control.recv() => match c {
+                        None | Some(Control::Shutdown) => return Led::Done,
+                        Some(c) => self.on_control(c, &mut sub).await,
+                    },
+                    () = lost(&mut lease) => return Led::Lost,
                 }
                 continue;
             }
@@ -490,14 +629,18 @@ impl<S: EventStore> Worker<S> {
             tokio::select! {
                 biased;
                 c = self.control.recv() => match c {
-                    None | Some(Control::Shutdown) => break,
+                    None | Some(Control::Shutdown) => return Led::Done,
                     Some(c) => self.on_control(c, &mut sub).await,
                 },
+                () = lost(&mut lease) => {
+                    tracing::warn!("leadership lost");
+                    return Led::Lost;
+                }
                 () = tokio::time::sleep(commit_wait), if uncommitted && commit_interval.is_some() => {
                     self.commit_pending().await;
                 }
                 first = sub.next_batch(self.config.batch_size) => match first {
-                    None => break,
+                    None => return Led::Done,
                     Some(Err(e)) => {
                         tracing::warn!(error = %e, "reading the log failed; retrying");
                         tokio::time::sleep(self.config.retry.initial_backoff).await;
@@ -509,9 +652,6 @@ impl<S: EventStore> Worker<S> {
                 },
             }
         }
-        self.state
-            .send_replace((self.checkpoint, WorkerState::ShutDown));
-        tracing::debug!(checkpoint = self.checkpoint.0, "projection worker stopped");
     }
 
     /// Tops `batch` up to the batch size for at most `batch_wait`.
@@ -633,12 +773,17 @@ impl<S: EventStore> Worker<S> {
             let cp = self.checkpoint_at(last.position);
             match self.apply_with_retry(&batch, cp).await {
                 Ok(()) => self.checkpoint = last.position,
+                Err((ProjectionError::Fenced { .. }, _)) => self.fenced = true,
                 Err(_) if batch.len() > 1 => {
                     // Isolate the failing event: apply one at a time.
                     for e in &batch {
                         let cp = self.checkpoint_at(e.position);
                         match self.apply_with_retry(std::slice::from_ref(e), cp).await {
                             Ok(()) => self.checkpoint = e.position,
+                            Err((ProjectionError::Fenced { .. }, _)) => {
+                                self.fenced = true;
+                                break;
+                            }
                             Err((err, attempts)) => {
                                 if !self.on_poison(e, err, attempts, sub).await {
                                     break;
@@ -670,6 +815,7 @@ impl<S: EventStore> Worker<S> {
         loop {
             match self.projection.apply(events, cp).await {
                 Ok(()) => return Ok(()),
+                Err(e @ ProjectionError::Fenced { .. }) => return Err((e, attempt)),
                 Err(e) if attempt < retry.attempts.max(1) => {
                     tracing::debug!(error = %e, attempt, "projection batch failed; retrying");
                     tokio::time::sleep(backoff).await;
@@ -709,6 +855,10 @@ impl<S: EventStore> Worker<S> {
                 Ok(()) => {
                     self.checkpoint = event.position;
                     return true;
+                }
+                Err(ProjectionError::Fenced { .. }) => {
+                    self.fenced = true;
+                    return false;
                 }
                 Err(e) => {
                     self.stopped = Some(format!("cannot park event at {}: {e}", event.position));
