@@ -6,12 +6,22 @@
 //!
 //! Without `--system`, W5 runs `sled-floor` and `annals-sled` back to back in one process and
 //! reports the ratio; without `--concurrency`/`--batch` it runs C ∈ {1, 8, 64} × B ∈ {1, 100}.
+//!
+//! ```text
+//! cargo bench --bench workloads -- soak [--minutes M] [--projections all|kv|none]
+//! ```
 #![allow(
     clippy::print_stdout,
     clippy::print_stderr,
     clippy::unwrap_used,
     clippy::expect_used
 )]
+
+/// mimalloc: glibc's per-thread arenas fragment under this mix of threads (tokio workers,
+/// sled, tantivy's indexer), and a long run's RSS then mostly measures fragmentation
+/// (BENCHMARKS.md, soak). Applications choose their allocator; this is the benchmark's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::fs::File;
 use std::path::Path;
@@ -38,6 +48,8 @@ struct Args {
     repeat: usize,
     commands: Option<usize>,
     minutes: f64,
+    /// Soak: which projections run (`all`, `kv`, `none`).
+    projections: String,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -50,6 +62,7 @@ fn parse_args() -> Result<Args, String> {
         repeat: 1,
         commands: None,
         minutes: 1.0,
+        projections: "all".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -78,6 +91,7 @@ fn parse_args() -> Result<Args, String> {
                 )
             }
             "--system" => args.system = Some(value("--system")?),
+            "--projections" => args.projections = value("--projections")?,
             "--minutes" => {
                 args.minutes = value("--minutes")?
                     .parse()
@@ -863,29 +877,33 @@ async fn soak(args: &Args) {
         .open()
         .unwrap();
     let runner = ProjectionRunner::new(store.clone(), &db).unwrap();
-    let list = KvReadModel::open(&db, "ticket-list").unwrap();
-    runner
-        .start(
-            Box::new(KvProjection::new(tickets::TicketList, list)),
-            ProjectionConfig::default(),
+    if args.projections != "none" {
+        let list = KvReadModel::open(&db, "ticket-list").unwrap();
+        runner
+            .start(
+                Box::new(KvProjection::new(tickets::TicketList, list)),
+                ProjectionConfig::default(),
+            )
+            .unwrap();
+        let counts = KvReadModel::open(&db, "event-counts").unwrap();
+        runner
+            .start(
+                Box::new(KvProjection::new(Counts, counts)),
+                ProjectionConfig::default(),
+            )
+            .unwrap();
+    }
+    if args.projections == "all" {
+        let search = SearchProjection::open(
+            tickets::TicketSearch::default(),
+            dir.path().join("search"),
+            SearchConfig::default(),
         )
         .unwrap();
-    let counts = KvReadModel::open(&db, "event-counts").unwrap();
-    runner
-        .start(
-            Box::new(KvProjection::new(Counts, counts)),
-            ProjectionConfig::default(),
-        )
-        .unwrap();
-    let search = SearchProjection::open(
-        tickets::TicketSearch::default(),
-        dir.path().join("search"),
-        SearchConfig::default(),
-    )
-    .unwrap();
-    runner
-        .start(Box::new(search), ProjectionConfig::default())
-        .unwrap();
+        runner
+            .start(Box::new(search), ProjectionConfig::default())
+            .unwrap();
+    }
 
     let stop = Arc::new(AtomicBool::new(false));
     let repo = Repository::<tickets::Ticket, _>::new(store.clone()).snapshot_every(50);

@@ -107,15 +107,7 @@ fn pg_projection_child() {
             .with_leadership(
                 PgLeadership::new(PG, &schema).retry_every(Duration::from_millis(100)),
             );
-        let model = PgReadModel::open(
-            PG,
-            &schema,
-            Seen {
-                schema: schema.clone(),
-            },
-        )
-        .await
-        .unwrap();
+        let model = seen_model(&schema).await;
         let handle = runner.start(Box::new(model), config()).unwrap();
         let watcher = handle.clone();
         tokio::spawn(async move {
@@ -267,6 +259,14 @@ impl Proc {
     }
 }
 
+/// The `seen` read model in `schema`.
+async fn seen_model(schema: &str) -> PgReadModel<Seen> {
+    let seen = Seen {
+        schema: schema.to_owned(),
+    };
+    PgReadModel::open(PG, schema, seen).await.unwrap()
+}
+
 /// A fresh schema: the store in it, and a plain client for checks.
 async fn fresh(tag: &str) -> (String, PgStore, annals::projections::tokio_postgres::Client) {
     let schema = format!("annals_pgp_{tag}_{}", std::process::id());
@@ -365,13 +365,7 @@ fn two_processes_append_and_share_one_projection() {
     let ids: HashSet<String> = stored.iter().map(|e| e.id.to_string()).collect();
     assert_eq!(ids.len(), stored.len(), "no event stored twice");
     assert_eq!(ids, acked, "exactly the acked events are stored");
-    let mut versions = std::collections::HashMap::new();
-    for (i, e) in stored.iter().enumerate() {
-        assert_eq!(e.position, Position(i as u64 + 1));
-        let v = versions.entry(e.stream.clone()).or_insert(0u64);
-        *v += 1;
-        assert_eq!(e.version.0, *v, "versions of {} contiguous", e.stream);
-    }
+    annals_conformance::check_contiguous(&stored);
     let conflicts: u64 = lines
         .iter()
         .filter_map(|l| l.strip_prefix("CONFLICTS ")?.parse::<u64>().ok())
@@ -494,16 +488,7 @@ fn a_stale_worker_is_fenced_off() {
                 .unwrap();
         }
         let events = store.read_all(Position::NONE, usize::MAX).await.unwrap();
-        let open = || {
-            PgReadModel::open(
-                PG,
-                &schema,
-                Seen {
-                    schema: schema.clone(),
-                },
-            )
-        };
-        let (mut old, mut new) = (open().await.unwrap(), open().await.unwrap());
+        let (mut old, mut new) = (seen_model(&schema).await, seen_model(&schema).await);
         let cp = |p: u64| Checkpoint {
             position: Position(p),
             version: 1,
@@ -549,15 +534,7 @@ fn racing_workers_without_leadership_apply_each_event_once() {
         for _ in 0..2 {
             let db = sled::Config::new().temporary(true).open().unwrap();
             let runner = ProjectionRunner::new(store.clone(), &db).unwrap();
-            let model = PgReadModel::open(
-                PG,
-                &schema,
-                Seen {
-                    schema: schema.clone(),
-                },
-            )
-            .await
-            .unwrap();
+            let model = seen_model(&schema).await;
             let config = ProjectionConfig {
                 batch_size: 7,
                 ..ProjectionConfig::default()

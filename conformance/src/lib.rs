@@ -81,7 +81,9 @@ async fn all<S: EventStore>(store: &S) -> Vec<RecordedEvent> {
     store.read_all(Position::NONE, usize::MAX).await.unwrap()
 }
 
-fn check_contiguous(events: &[RecordedEvent]) {
+/// Asserts that positions run 1, 2, 3, … and every stream's versions 1, 2, 3, … in `events`
+/// (the whole log, in position order).
+pub fn check_contiguous(events: &[RecordedEvent]) {
     for (i, e) in events.iter().enumerate() {
         assert_eq!(
             e.position,

@@ -318,33 +318,21 @@ async fn fast(conn: &Conn, memory: &mut Memory, group: &[Request]) -> Result<Opt
     let columns = Columns::of(&decided.pending)?;
     let (names, versions) = stream_heads(&decided.pending);
     let head_text = new_head.to_string();
+    let new_head_i64 = new_head as i64;
+    let mut fast_params = columns.params().to_vec();
+    fast_params.extend([
+        &names as Param<'_>,
+        &versions,
+        &new_head_i64,
+        &ts,
+        &head_text,
+    ]);
     // One round trip: the lock orders this with every other writer (and keeps a slow path
     // under the lock from ever losing a position to it).
     let (begin, lock, written, commit) = join4(
         c.batch_execute("BEGIN"),
         c.execute(&conn.lock, &[]),
-        c.query_one(
-            &conn.fast,
-            &[
-                &columns.positions,
-                &columns.streams,
-                &columns.versions,
-                &columns.ids,
-                &columns.types,
-                &columns.schema_versions,
-                &columns.times,
-                &columns.correlations,
-                &columns.causations,
-                &columns.headers,
-                &columns.codecs,
-                &columns.payloads,
-                &names,
-                &versions,
-                &(new_head as i64),
-                &ts,
-                &head_text,
-            ],
-        ),
+        c.query_one(&conn.fast, &fast_params),
         c.batch_execute("COMMIT"),
     )
     .await;
@@ -419,23 +407,7 @@ async fn slow(conn: &Conn, memory: &mut Memory, group: &[Request]) -> Result<Out
     // Round trip 2. If a statement fails the transaction is aborted and COMMIT rolls it
     // back, so every result is checked, not only COMMIT's.
     let (insert, upsert, set_head, notify, commit) = join5(
-        c.execute(
-            &conn.insert,
-            &[
-                &columns.positions,
-                &columns.streams,
-                &columns.versions,
-                &columns.ids,
-                &columns.types,
-                &columns.schema_versions,
-                &columns.times,
-                &columns.correlations,
-                &columns.causations,
-                &columns.headers,
-                &columns.codecs,
-                &columns.payloads,
-            ],
-        ),
+        c.execute(&conn.insert, &columns.params()),
         c.execute(&conn.upsert, &[&names, &versions]),
         c.execute(&conn.set_head, &[&(new_head as i64), &ts]),
         c.execute(&conn.notify, &[&head_text]),
@@ -521,7 +493,28 @@ struct Columns<'a> {
     payloads: Vec<&'a [u8]>,
 }
 
+/// A statement parameter.
+type Param<'a> = &'a (dyn tokio_postgres::types::ToSql + Sync);
+
 impl<'a> Columns<'a> {
+    /// The columns as the parameters of the insert, in [`COLUMNS`] order.
+    fn params(&self) -> [Param<'_>; 12] {
+        [
+            &self.positions,
+            &self.streams,
+            &self.versions,
+            &self.ids,
+            &self.types,
+            &self.schema_versions,
+            &self.times,
+            &self.correlations,
+            &self.causations,
+            &self.headers,
+            &self.codecs,
+            &self.payloads,
+        ]
+    }
+
     fn of(pending: &'a [RecordedEvent]) -> Result<Self> {
         let mut c = Columns {
             positions: Vec::with_capacity(pending.len()),

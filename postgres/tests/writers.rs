@@ -5,9 +5,9 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
-use annals_conformance::{Harness, events, sid};
+use annals_conformance::{Harness, check_contiguous, events, sid};
 use annals_core::{Error, EventStore, ExpectedVersion, Position, Version};
 use annals_postgres::{PgConfig, PgStore};
 use common::{CONNECT, Pg};
@@ -132,18 +132,7 @@ async fn two_stores_race_on_shared_streams() {
         acked.extend(ids);
     }
     let all = a.read_all(Position::NONE, usize::MAX).await.unwrap();
-    let mut versions: BTreeMap<_, u64> = BTreeMap::new();
-    for (i, e) in all.iter().enumerate() {
-        assert_eq!(e.position, Position(i as u64 + 1), "positions contiguous");
-        let v = versions.entry(e.stream.clone()).or_default();
-        *v += 1;
-        assert_eq!(
-            e.version,
-            Version(*v),
-            "versions of {} contiguous",
-            e.stream
-        );
-    }
+    check_contiguous(&all);
     let stored: HashSet<_> = all.iter().map(|e| e.id).collect();
     assert_eq!(stored.len(), all.len(), "no event stored twice");
     assert_eq!(stored, acked, "exactly the acked events are stored");

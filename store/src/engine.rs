@@ -25,7 +25,7 @@ const CONTINUE: Flow = ControlFlow::Continue(());
 const BREAK: Flow = ControlFlow::Break(());
 
 /// The writer's stream-head cache is cleared when it grows past this many streams.
-const HEAD_CACHE_LIMIT: usize = 1 << 20;
+const HEAD_CACHE_LIMIT: usize = 1 << 16;
 
 struct AppendRequest {
     stream: StreamId,
