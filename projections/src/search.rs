@@ -79,6 +79,9 @@ pub struct SearchConfig {
     pub memory_budget: usize,
     /// Indexing threads (1 suits small machines).
     pub threads: usize,
+    /// Decompressed document-store blocks each segment reader caches (tantivy's default is
+    /// 100 per segment; the soak showed that as memory growing with the segment count).
+    pub doc_cache_blocks: usize,
 }
 
 impl Default for SearchConfig {
@@ -88,6 +91,7 @@ impl Default for SearchConfig {
             commit_every: Duration::from_millis(100),
             memory_budget: 64 * 1024 * 1024,
             threads: 1,
+            doc_cache_blocks: 8,
         }
     }
 }
@@ -130,7 +134,12 @@ struct Generation {
 }
 
 impl Generation {
-    fn open(base: &Path, number: u64, schema: &Schema) -> Result<Self, ProjectionError> {
+    fn open(
+        base: &Path,
+        number: u64,
+        schema: &Schema,
+        doc_cache_blocks: usize,
+    ) -> Result<Self, ProjectionError> {
         let dir = base.join(format!("gen-{number}"));
         std::fs::create_dir_all(&dir).map_err(tantivy_err)?;
         let mmap = MmapDirectory::open(&dir).map_err(tantivy_err)?;
@@ -138,6 +147,7 @@ impl Generation {
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
+            .doc_store_cache_num_blocks(doc_cache_blocks)
             .try_into()
             .map_err(tantivy_err)?;
         Ok(Self {
@@ -410,11 +420,11 @@ impl<P: SearchProjector> SearchProjection<P> {
         };
         // A stored index of another schema cannot be opened with this one: start a new
         // generation (empty, so the runner rebuilds it from the start).
-        let generation = match Generation::open(&base, number, &schema) {
+        let generation = match Generation::open(&base, number, &schema, config.doc_cache_blocks) {
             Ok(g) => g,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot open the search index; starting a new one");
-                let g = Generation::open(&base, number + 1, &schema)?;
+                let g = Generation::open(&base, number + 1, &schema, config.doc_cache_blocks)?;
                 write_current(&base, g.number)?;
                 g
             }
@@ -580,7 +590,12 @@ impl<P: SearchProjector> Projection for SearchProjection<P> {
         let schema = self.handle.schema.clone();
         let number = self.writing.number.max(self.handle.generation().number) + 1;
         let _ = std::fs::remove_dir_all(self.base.join(format!("gen-{number}")));
-        let generation = Arc::new(Generation::open(&self.base, number, &schema)?);
+        let generation = Arc::new(Generation::open(
+            &self.base,
+            number,
+            &schema,
+            self.config.doc_cache_blocks,
+        )?);
         self.writer = Self::writer_for(&generation, &self.config)?;
         self.writing = generation;
         self.pending.clear();
