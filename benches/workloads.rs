@@ -135,8 +135,9 @@ fn main() {
         "w3" => rt.block_on(w3(&args)),
         "w4" => rt.block_on(w4(&args)),
         "soak" => rt.block_on(soak(&args)),
+        "sled-memory" => sled_memory(&args),
         other => {
-            eprintln!("unknown workload {other:?}; known: w1, w2, w3, w4, w5, soak");
+            eprintln!("unknown workload {other:?}; known: w1, w2, w3, w4, w5, soak, sled-memory");
             std::process::exit(2);
         }
     }
@@ -830,6 +831,31 @@ fn proc_status_bytes(field: &str) -> u64 {
 
 fn rss_bytes() -> u64 {
     proc_status_bytes("VmRSS:")
+}
+
+/// sled alone: `--events N` (default 4M) 150-byte values under 8-byte keys in one tree with
+/// a 64 MiB cache; RSS every 500,000 keys. Separates sled's own memory per stored key from
+/// annals' (BENCHMARKS.md, soak).
+fn sled_memory(args: &Args) {
+    let n = args.events.unwrap_or(4_000_000) as u64;
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::Config::new()
+        .path(dir.path())
+        .cache_capacity(64 << 20)
+        .open()
+        .unwrap();
+    let tree = db.open_tree("events").unwrap();
+    let value = vec![7u8; 150];
+    for i in 0..=n {
+        if i % 500_000 == 0 {
+            db.flush().unwrap();
+            println!(
+                "{{\"workload\":\"sled-memory\",\"keys\":{i},\"rss_mib\":{:.1}}}",
+                rss_bytes() as f64 / 1_048_576.0
+            );
+        }
+        tree.insert(i.to_be_bytes(), value.as_slice()).unwrap();
+    }
 }
 
 /// Soak: 8 durable writers (ticket commands through the repository) and 3 projections (a KV

@@ -156,6 +156,7 @@ impl<B: Backend> Engine<B> {
             next_position: head.next(),
             last_ts,
             dirty: false,
+            last_appends: 1,
         };
         let handle = std::thread::Builder::new()
             .name(format!("annals-writer-{name}"))
@@ -551,7 +552,14 @@ struct Writer<B> {
     last_ts: Timestamp,
     /// Written but not yet synced (`Periodic` mode).
     dirty: bool,
+    /// Appends in the last group (for [`LINGER`]).
+    last_appends: usize,
 }
+
+/// In `Durable` mode, how long the writer waits for a group to fill up to the size of the
+/// previous one: that group's appenders are about to send their next append, and one
+/// `fdatasync` for all of them costs less than two.
+const LINGER: std::time::Duration = std::time::Duration::from_micros(250);
 
 impl<B: Backend> Writer<B> {
     fn run(&mut self) {
@@ -574,6 +582,8 @@ impl<B: Backend> Writer<B> {
             let mut flushes = Vec::new();
             let mut puts = Vec::new();
             let mut events = 0usize;
+            let started = Instant::now();
+            let linger = matches!(self.shared.config.durability, Durability::Durable);
             let mut next = Some(msg);
             while let Some(m) = next.take() {
                 match m {
@@ -586,7 +596,18 @@ impl<B: Backend> Writer<B> {
                 }
                 if events < self.shared.config.max_group_events {
                     next = self.rx.try_recv().ok();
+                    let wait = LINGER.saturating_sub(started.elapsed());
+                    if next.is_none()
+                        && linger
+                        && appends.len() < self.last_appends
+                        && !wait.is_zero()
+                    {
+                        next = self.rx.recv_timeout(wait).ok();
+                    }
                 }
+            }
+            if !appends.is_empty() {
+                self.last_appends = appends.len();
             }
             if !appends.is_empty() || !puts.is_empty() {
                 self.commit(appends, puts);
