@@ -60,16 +60,22 @@ pub struct PgConfig {
     pub poll_every: Duration,
     /// Connections for reads (at least 1); reads are spread over them.
     pub readers: usize,
+    /// How long the writer may wait for a group to fill up to the size of the previous one
+    /// before it commits (default 250 µs; zero: never wait). Raises throughput when a steady
+    /// set of callers append; adds at most this much latency.
+    pub linger: Duration,
 }
 
 impl PgConfig {
-    /// A config for `connect` and `schema`: two reader connections, polling every 500 ms.
+    /// A config for `connect` and `schema`: two reader connections, polling every 500 ms,
+    /// lingering up to 250 µs for fuller groups.
     pub fn new(connect: impl Into<String>, schema: impl Into<String>) -> Self {
         Self {
             connect: connect.into(),
             schema: schema.into(),
             poll_every: Duration::from_millis(500),
             readers: 2,
+            linger: Duration::from_micros(250),
         }
     }
 }

@@ -184,7 +184,7 @@ impl Writer {
         let mut backoff = Duration::from_millis(10);
         let mut last_len = 1;
         while let Ok(first) = rx.recv_async().await {
-            let group = collect(&rx, first, last_len).await;
+            let group = collect(&rx, first, last_len, self.config.linger).await;
             last_len = group.len();
             let conn = match self.conn.take() {
                 Some(c) if !c.client.is_closed() => c,
@@ -238,20 +238,22 @@ impl Writer {
     }
 }
 
-/// How long the writer waits for a group to fill up to the size of the previous one.
-const LINGER: Duration = Duration::from_micros(250);
-
 /// The group starting with `first`: whatever else is queued, and, when that is fewer appends
-/// than the previous group had, what arrives within [`LINGER`] — the previous group's
+/// than the previous group had, what arrives within `linger` — the previous group's
 /// appenders are about to send their next append, and one transaction for all of them costs
 /// less than two.
-async fn collect(rx: &flume::Receiver<Request>, first: Request, last_len: usize) -> Vec<Request> {
+async fn collect(
+    rx: &flume::Receiver<Request>,
+    first: Request,
+    last_len: usize,
+    linger: Duration,
+) -> Vec<Request> {
     let mut group = vec![first];
     let started = std::time::Instant::now();
     while group.len() < MAX_GROUP {
         match rx.try_recv() {
             Ok(r) => group.push(r),
-            Err(_) if group.len() < last_len && started.elapsed() < LINGER => {
+            Err(_) if group.len() < last_len && started.elapsed() < linger => {
                 tokio::task::yield_now().await;
             }
             Err(_) => break,

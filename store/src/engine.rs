@@ -552,14 +552,11 @@ struct Writer<B> {
     last_ts: Timestamp,
     /// Written but not yet synced (`Periodic` mode).
     dirty: bool,
-    /// Appends in the last group (for [`LINGER`]).
+    /// Appends in the last group: in `Durable` mode the writer waits up to
+    /// `StoreConfig::linger` for that many — the last group's appenders are about to send
+    /// their next append, and one `fdatasync` for all of them costs less than two.
     last_appends: usize,
 }
-
-/// In `Durable` mode, how long the writer waits for a group to fill up to the size of the
-/// previous one: that group's appenders are about to send their next append, and one
-/// `fdatasync` for all of them costs less than two.
-const LINGER: std::time::Duration = std::time::Duration::from_micros(250);
 
 impl<B: Backend> Writer<B> {
     fn run(&mut self) {
@@ -596,7 +593,7 @@ impl<B: Backend> Writer<B> {
                 }
                 if events < self.shared.config.max_group_events {
                     next = self.rx.try_recv().ok();
-                    let wait = LINGER.saturating_sub(started.elapsed());
+                    let wait = self.shared.config.linger.saturating_sub(started.elapsed());
                     if next.is_none()
                         && linger
                         && appends.len() < self.last_appends
