@@ -362,7 +362,14 @@ impl<S: EventStore> ProjectionRunner<S> {
             return Err(ProjectionError::AlreadyRunning(name));
         }
         let (control_tx, control_rx) = mpsc::channel(16);
-        let (state_tx, state_rx) = watch::channel((Position::NONE, WorkerState::Running));
+        // With leadership a worker starts standing by; showing `Running` before it holds the
+        // lease would tell a caller it leads when it may not.
+        let initial = if self.leadership.is_some() {
+            WorkerState::Standby
+        } else {
+            WorkerState::Running
+        };
+        let (state_tx, state_rx) = watch::channel((Position::NONE, initial));
         let store = self.store.clone();
         let head_store = self.store.clone();
         let handle = ProjectionHandle {
