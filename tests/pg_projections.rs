@@ -10,9 +10,11 @@
     clippy::print_stdout
 )]
 
+mod common;
+
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::io::Write;
+use std::process::{Child, ChildStdin};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -68,6 +70,26 @@ impl PgProjector for Seen {
         tx.batch_execute(&format!("DELETE FROM {}.seen", self.schema))
             .await?;
         Ok(())
+    }
+}
+
+/// Asserts that the read model holds positions `1..=head`, each once, in the order applied.
+fn assert_each_once_in_order(rows: &[(u64, i32)], head: u64) {
+    let positions: Vec<u64> = rows.iter().map(|r| r.0).collect();
+    assert_eq!(
+        positions,
+        (1..=head).collect::<Vec<_>>(),
+        "each event once, in order"
+    );
+}
+
+/// A runtime for a parent test; `None` in a child process, which runs only
+/// `pg_projection_child`.
+fn parent_runtime() -> Option<tokio::runtime::Runtime> {
+    if std::env::var(CHILD_VAR).is_ok() {
+        None
+    } else {
+        Some(runtime())
     }
 }
 
@@ -182,31 +204,15 @@ struct Proc {
 
 impl Proc {
     fn spawn(schema: &str, appends: usize) -> Self {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "pg_projection_child",
-                "--exact",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_VAR, schema)
-            .env(APPENDS_VAR, appends.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
+        let appends = appends.to_string();
+        let (mut child, lines) = common::child::spawn_test(
+            "pg_projection_child",
+            &[
+                (CHILD_VAR, schema.as_ref()),
+                (APPENDS_VAR, appends.as_ref()),
+            ],
+        );
         let stdin = child.stdin.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
         Proc {
             child,
             stdin,
@@ -339,10 +345,9 @@ async fn lock_holders(client: &annals::projections::tokio_postgres::Client, sche
 
 #[test]
 fn two_processes_append_and_share_one_projection() {
-    if std::env::var(CHILD_VAR).is_ok() {
+    let Some(rt) = parent_runtime() else {
         return;
-    }
-    let rt = runtime();
+    };
     let (schema, store, client) = rt.block_on(fresh("two"));
     let mut a = Proc::spawn(&schema, 25);
     let mut b = Proc::spawn(&schema, 25);
@@ -374,12 +379,7 @@ fn two_processes_append_and_share_one_projection() {
 
     // The read model: every position once, in order, by one process.
     let rows = rt.block_on(applied(&client, &schema));
-    let positions: Vec<u64> = rows.iter().map(|r| r.0).collect();
-    assert_eq!(
-        positions,
-        (1..=head).collect::<Vec<_>>(),
-        "each event once, in order"
-    );
+    assert_each_once_in_order(&rows, head);
     let pids: HashSet<i32> = rows.iter().map(|r| r.1).collect();
     assert_eq!(pids.len(), 1, "one active worker");
     assert!(pids.contains(&pid_a) || pids.contains(&pid_b));
@@ -407,10 +407,9 @@ fn two_processes_append_and_share_one_projection() {
 
 #[test]
 fn a_standby_takes_over_when_the_leader_is_killed() {
-    if std::env::var(CHILD_VAR).is_ok() {
+    let Some(rt) = parent_runtime() else {
         return;
-    }
-    let rt = runtime();
+    };
     let (schema, store, client) = rt.block_on(fresh("failover"));
     let mut leader = Proc::spawn(&schema, 0);
     leader.wait_line("STATE Running", Duration::from_secs(60));
@@ -449,12 +448,7 @@ fn a_standby_takes_over_when_the_leader_is_killed() {
     assert!(lines.iter().any(|l| l == "FINAL Running"));
 
     let rows = rt.block_on(applied(&client, &schema));
-    let positions: Vec<u64> = rows.iter().map(|r| r.0).collect();
-    assert_eq!(
-        positions,
-        (1..=head).collect::<Vec<_>>(),
-        "each event once, in order"
-    );
+    assert_each_once_in_order(&rows, head);
     // The leader's rows, then the standby's: one hand-over.
     let switch = rows.iter().position(|r| r.1 != leader_pid).unwrap();
     assert!(switch >= 50, "the leader applied the first 50");
@@ -473,10 +467,9 @@ fn a_standby_takes_over_when_the_leader_is_killed() {
 /// the new leader): the stale one is fenced off, nothing is applied twice.
 #[test]
 fn a_stale_worker_is_fenced_off() {
-    if std::env::var(CHILD_VAR).is_ok() {
+    let Some(rt) = parent_runtime() else {
         return;
-    }
-    let rt = runtime();
+    };
     rt.block_on(async {
         let (schema, store, client) = fresh("fence").await;
         let stream = StreamId::new("acct-1").unwrap();
@@ -509,12 +502,7 @@ fn a_stale_worker_is_fenced_off() {
             other => panic!("expected Fenced, got {other:?}"),
         }
         new.apply(&events[3..4], cp(4)).await.unwrap();
-        let positions: Vec<u64> = applied(&client, &schema)
-            .await
-            .iter()
-            .map(|r| r.0)
-            .collect();
-        assert_eq!(positions, vec![1, 2, 3, 4]);
+        assert_each_once_in_order(&applied(&client, &schema).await, 4);
         store.drop_schema().await.unwrap();
     });
 }
@@ -524,10 +512,9 @@ fn a_stale_worker_is_fenced_off() {
 /// event is still applied once and in order.
 #[test]
 fn racing_workers_without_leadership_apply_each_event_once() {
-    if std::env::var(CHILD_VAR).is_ok() {
+    let Some(rt) = parent_runtime() else {
         return;
-    }
-    let rt = runtime();
+    };
     rt.block_on(async {
         let (schema, store, client) = fresh("race").await;
         let mut runners = Vec::new();
@@ -554,16 +541,7 @@ fn racing_workers_without_leadership_apply_each_event_once() {
         for (runner, _) in &runners {
             runner.shutdown().await;
         }
-        let positions: Vec<u64> = applied(&client, &schema)
-            .await
-            .iter()
-            .map(|r| r.0)
-            .collect();
-        assert_eq!(
-            positions,
-            (1..=300).collect::<Vec<_>>(),
-            "each event once, in order"
-        );
+        assert_each_once_in_order(&applied(&client, &schema).await, 300);
         store.drop_schema().await.unwrap();
     });
 }

@@ -205,6 +205,18 @@ async fn read_head(client: &Client, s: &str) -> Result<Position> {
     Ok(Position(col::<i64>(&row, 0)? as u64))
 }
 
+/// Moves the head watch forward to `p`, never back (the writer, notifications and polls
+/// race).
+pub(crate) fn advance(head: &watch::Sender<Position>, p: Position) {
+    head.send_if_modified(|h| {
+        let newer = p > *h;
+        if newer {
+            *h = p;
+        }
+        newer
+    });
+}
+
 /// Moves the head watch forward on NOTIFY, and polls as a fallback.
 async fn listen(config: PgConfig, head: watch::Sender<Position>) {
     use futures_util::StreamExt;
@@ -235,12 +247,12 @@ async fn listen(config: PgConfig, head: watch::Sender<Position>) {
         loop {
             tokio::select! {
                 n = nrx.recv() => match n {
-                    Some(p) => { head.send_if_modified(|h| if p > h.0 { h.0 = p; true } else { false }); }
+                    Some(p) => advance(&head, Position(p)),
                     None => break,
                 },
                 () = tokio::time::sleep(config.poll_every) => {
                     match read_head(&client, &config.schema).await {
-                        Ok(p) => { head.send_if_modified(|h| if p > *h { *h = p; true } else { false }); }
+                        Ok(p) => advance(&head, p),
                         Err(_) => break,
                     }
                 }

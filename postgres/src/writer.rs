@@ -13,13 +13,13 @@
 //! written by one pipelined transaction (`BEGIN`, the lock, one statement that inserts the
 //! events and sets the stream versions, the head and the notification, `COMMIT`); if another
 //! process appended in between, the insert of `head + 1` fails on the primary key, the
-//! transaction rolls back, and the group goes the slow way. Streams not in memory are read first, without
-//! a lock: a read that saw a newer head than remembered also ends in that failure. A
-//! conflict, or a duplicate event id, is always confirmed by the slow path.
+//! transaction rolls back, and the group goes the slow way. Streams not in memory are read
+//! first, without a lock: a read that saw a newer head than remembered also ends in that
+//! failure. A conflict, or a duplicate event id, is always confirmed by the slow path.
 //!
-//! **Slow path** (two round trips): the first pipelines `BEGIN`, the lock, the head, the stored ids
-//! and the stream versions; the second pipelines the insert, the stream versions, the head,
-//! the notification and `COMMIT`.
+//! **Slow path** (two round trips): the first pipelines `BEGIN`, the lock, the head, the
+//! stored ids and the stream versions; the second pipelines the same write statement and
+//! `COMMIT`.
 //!
 //! Statements are prepared once per connection. A lost connection is reopened for the next
 //! group, and any failure forgets what the writer remembered.
@@ -31,7 +31,7 @@ use annals_core::{
     AppendResult, Error, EventData, EventId, ExpectedVersion, Position, RecordedEvent, Result,
     StreamId, Timestamp, Version,
 };
-use futures_util::future::{join4, join5};
+use futures_util::future::{join, join4, join5};
 use tokio::sync::{oneshot, watch};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Statement};
@@ -84,11 +84,9 @@ struct Conn {
     head: Statement,
     ids: Statement,
     streams: Statement,
-    insert: Statement,
-    upsert: Statement,
-    set_head: Statement,
-    notify: Statement,
-    fast: Statement,
+    /// A group's writes in one statement: the events, the stream versions, the head and the
+    /// notification.
+    write: Statement,
 }
 
 impl Drop for Conn {
@@ -119,28 +117,17 @@ impl Conn {
                 "SELECT stream, version FROM {s}.streams WHERE stream = ANY($1)"
             ))
             .await?,
-            insert: prepare(insert_sql(s, 1)).await?,
-            upsert: prepare(upsert_sql(s, 1)).await?,
-            set_head: prepare(format!(
-                "UPDATE {s}.head SET position = $1, recorded_at = $2"
-            ))
-            .await?,
-            notify: prepare(format!("SELECT pg_notify('annals_{s}', $1)")).await?,
-            fast: prepare(format!(
-                "WITH ins AS ({INSERT}), up AS ({UPSERT}), h AS (UPDATE {s}.head SET position = $15, recorded_at = $16)
-                 SELECT pg_notify('annals_{s}', $17)",
-                INSERT = insert_sql(s, 1),
-                UPSERT = upsert_sql(s, 13),
-            ))
-            .await?,
+            write: prepare(write_sql(s)).await?,
             client,
             task,
         })
     }
 }
 
-/// The insert of a group's events; parameters `$first ..= $first + 11` are the columns.
-fn insert_sql(s: &str, first: usize) -> String {
+/// The statement behind [`Conn::write`]: `$1..=$12` are the event columns (in [`COLUMNS`]
+/// order), `$13`/`$14` the written streams and their new versions, `$15`/`$16` the new head
+/// and its time, `$17` the notification payload.
+fn write_sql(s: &str) -> String {
     let types = [
         "bigint", "text", "bigint", "uuid", "text", "int", "bigint", "uuid", "uuid", "jsonb",
         "smallint", "bytea",
@@ -148,20 +135,16 @@ fn insert_sql(s: &str, first: usize) -> String {
     let arrays: Vec<String> = types
         .iter()
         .enumerate()
-        .map(|(i, t)| format!("${}::{t}[]", first + i))
+        .map(|(i, t)| format!("${}::{t}[]", i + 1))
         .collect();
     format!(
-        "INSERT INTO {s}.events ({COLUMNS}) SELECT * FROM UNNEST({})",
+        "WITH ins AS (INSERT INTO {s}.events ({COLUMNS}) SELECT * FROM UNNEST({})),
+              up AS (INSERT INTO {s}.streams (stream, version)
+                     SELECT * FROM UNNEST($13::text[], $14::bigint[])
+                     ON CONFLICT (stream) DO UPDATE SET version = EXCLUDED.version),
+              h AS (UPDATE {s}.head SET position = $15, recorded_at = $16)
+         SELECT pg_notify('annals_{s}', $17)",
         arrays.join(", ")
-    )
-}
-
-/// The upsert of stream versions; parameters `$first` (names) and `$first + 1` (versions).
-fn upsert_sql(s: &str, first: usize) -> String {
-    format!(
-        "INSERT INTO {s}.streams (stream, version) SELECT * FROM UNNEST(${first}::text[], ${}::bigint[])
-         ON CONFLICT (stream) DO UPDATE SET version = EXCLUDED.version",
-        first + 1
     )
 }
 
@@ -210,14 +193,7 @@ impl Writer {
                     .await;
             match outcome {
                 Ok((results, new_head)) => {
-                    head.send_if_modified(|h| {
-                        if new_head > *h {
-                            *h = new_head;
-                            true
-                        } else {
-                            false
-                        }
-                    });
+                    crate::advance(&head, new_head);
                     for (r, result) in group.into_iter().zip(results) {
                         let _ = r.reply.send(result);
                     }
@@ -316,25 +292,13 @@ async fn fast(conn: &Conn, memory: &mut Memory, group: &[Request]) -> Result<Opt
     if decided.pending.is_empty() {
         return Ok(Some((results, Position(head))));
     }
-    let new_head = decided.next - 1;
-    let columns = Columns::of(&decided.pending)?;
-    let (names, versions) = stream_heads(&decided.pending);
-    let head_text = new_head.to_string();
-    let new_head_i64 = new_head as i64;
-    let mut fast_params = columns.params().to_vec();
-    fast_params.extend([
-        &names as Param<'_>,
-        &versions,
-        &new_head_i64,
-        &ts,
-        &head_text,
-    ]);
+    let writes = Writes::of(&decided, ts)?;
     // One round trip: the lock orders this with every other writer (and keeps a slow path
     // under the lock from ever losing a position to it).
     let (begin, lock, written, commit) = join4(
         c.batch_execute("BEGIN"),
         c.execute(&conn.lock, &[]),
-        c.query_one(&conn.fast, &fast_params),
+        c.query_one(&conn.write, &writes.params()),
         c.batch_execute("COMMIT"),
     )
     .await;
@@ -344,8 +308,8 @@ async fn fast(conn: &Conn, memory: &mut Memory, group: &[Request]) -> Result<Opt
     commit.map_err(pg)?;
     match written {
         Ok(_) => {
-            memory.learn(new_head, ts, heads);
-            Ok(Some((results, Position(new_head))))
+            memory.learn(writes.head(), ts, heads);
+            Ok(Some((results, Position(writes.head()))))
         }
         // Another writer moved the head (or the id is stored): the transaction rolled back;
         // decide again from what is stored.
@@ -402,27 +366,18 @@ async fn slow(conn: &Conn, memory: &mut Memory, group: &[Request]) -> Result<Out
         memory.learn(old_head, ts, heads);
         return Ok((results, Position(old_head)));
     }
-    let columns = Columns::of(&decided.pending)?;
-    let (names, versions) = stream_heads(&decided.pending);
-    let new_head = decided.next - 1;
-    let head_text = new_head.to_string();
-    // Round trip 2. If a statement fails the transaction is aborted and COMMIT rolls it
-    // back, so every result is checked, not only COMMIT's.
-    let (insert, upsert, set_head, notify, commit) = join5(
-        c.execute(&conn.insert, &columns.params()),
-        c.execute(&conn.upsert, &[&names, &versions]),
-        c.execute(&conn.set_head, &[&(new_head as i64), &ts]),
-        c.execute(&conn.notify, &[&head_text]),
+    let writes = Writes::of(&decided, ts)?;
+    // Round trip 2. If the write fails the transaction is aborted and COMMIT rolls it back,
+    // so both results are checked.
+    let (written, commit) = join(
+        c.query_one(&conn.write, &writes.params()),
         c.batch_execute("COMMIT"),
     )
     .await;
-    insert.map_err(pg)?;
-    upsert.map_err(pg)?;
-    set_head.map_err(pg)?;
-    notify.map_err(pg)?;
+    written.map_err(pg)?;
     commit.map_err(pg)?;
-    memory.learn(new_head, ts, heads);
-    Ok((results, Position(new_head)))
+    memory.learn(writes.head(), ts, heads);
+    Ok((results, Position(writes.head())))
 }
 
 /// `(stream, version)` rows as a map.
@@ -435,18 +390,6 @@ fn stream_versions(rows: &[tokio_postgres::Row]) -> Result<HashMap<StreamId, Ver
         }
     }
     Ok(heads)
-}
-
-/// The new version of every stream written (its last pending event), sorted by name so
-/// that concurrent writers lock stream rows in one order.
-fn stream_heads(pending: &[RecordedEvent]) -> (Vec<&str>, Vec<i64>) {
-    let mut changed: HashMap<&str, i64> = HashMap::new();
-    for e in pending {
-        changed.insert(e.stream.as_str(), e.version.0 as i64);
-    }
-    let mut pairs: Vec<(&str, i64)> = changed.into_iter().collect();
-    pairs.sort_unstable();
-    pairs.into_iter().unzip()
 }
 
 /// A group decided against a known state: the events to insert and the next position.
@@ -479,8 +422,9 @@ impl Decided {
     }
 }
 
-/// The pending events as one array per column, for the `UNNEST` insert.
-struct Columns<'a> {
+/// A decided group's writes as the parameters of [`Conn::write`]: the pending events one
+/// array per column, the written streams' new versions, the new head.
+struct Writes<'a> {
     positions: Vec<i64>,
     streams: Vec<&'a str>,
     versions: Vec<i64>,
@@ -493,14 +437,64 @@ struct Columns<'a> {
     headers: Vec<serde_json::Value>,
     codecs: Vec<i16>,
     payloads: Vec<&'a [u8]>,
+    /// Streams written and their new versions, sorted by name so that concurrent writers
+    /// lock stream rows in one order.
+    stream_names: Vec<&'a str>,
+    stream_versions: Vec<i64>,
+    head: i64,
+    ts: i64,
+    notification: String,
 }
 
 /// A statement parameter.
 type Param<'a> = &'a (dyn tokio_postgres::types::ToSql + Sync);
 
-impl<'a> Columns<'a> {
-    /// The columns as the parameters of the insert, in [`COLUMNS`] order.
-    fn params(&self) -> [Param<'_>; 12] {
+impl<'a> Writes<'a> {
+    fn of(decided: &'a Decided, ts: i64) -> Result<Self> {
+        let pending = &decided.pending;
+        let column = |f: fn(&RecordedEvent) -> i64| pending.iter().map(f).collect::<Vec<_>>();
+        let headers = pending
+            .iter()
+            .map(|e| {
+                serde_json::to_value(&e.metadata.headers).map_err(|e| Error::Storage(e.to_string()))
+            })
+            .collect::<Result<_>>()?;
+        let mut heads: HashMap<&str, i64> = HashMap::new();
+        for e in pending {
+            heads.insert(e.stream.as_str(), e.version.0 as i64);
+        }
+        let mut heads: Vec<(&str, i64)> = heads.into_iter().collect();
+        heads.sort_unstable();
+        let (stream_names, stream_versions) = heads.into_iter().unzip();
+        let head = decided.next - 1;
+        Ok(Self {
+            positions: column(|e| e.position.0 as i64),
+            streams: pending.iter().map(|e| e.stream.as_str()).collect(),
+            versions: column(|e| e.version.0 as i64),
+            ids: pending.iter().map(|e| *e.id.as_uuid()).collect(),
+            types: pending.iter().map(|e| e.event_type.as_str()).collect(),
+            schema_versions: pending.iter().map(|e| e.schema_version as i32).collect(),
+            times: column(|e| e.recorded_at.0),
+            correlations: pending.iter().map(|e| e.metadata.correlation_id).collect(),
+            causations: pending.iter().map(|e| e.metadata.causation_id).collect(),
+            headers,
+            codecs: pending.iter().map(|e| i16::from(e.codec.0)).collect(),
+            payloads: pending.iter().map(|e| e.payload.as_slice()).collect(),
+            stream_names,
+            stream_versions,
+            head: head as i64,
+            ts,
+            notification: head.to_string(),
+        })
+    }
+
+    /// The new head position.
+    fn head(&self) -> u64 {
+        self.head as u64
+    }
+
+    /// `$1..=$17` of [`write_sql`].
+    fn params(&self) -> [Param<'_>; 17] {
         [
             &self.positions,
             &self.streams,
@@ -514,42 +508,12 @@ impl<'a> Columns<'a> {
             &self.headers,
             &self.codecs,
             &self.payloads,
+            &self.stream_names,
+            &self.stream_versions,
+            &self.head,
+            &self.ts,
+            &self.notification,
         ]
-    }
-
-    fn of(pending: &'a [RecordedEvent]) -> Result<Self> {
-        let mut c = Columns {
-            positions: Vec::with_capacity(pending.len()),
-            streams: Vec::with_capacity(pending.len()),
-            versions: Vec::with_capacity(pending.len()),
-            ids: Vec::with_capacity(pending.len()),
-            types: Vec::with_capacity(pending.len()),
-            schema_versions: Vec::with_capacity(pending.len()),
-            times: Vec::with_capacity(pending.len()),
-            correlations: Vec::with_capacity(pending.len()),
-            causations: Vec::with_capacity(pending.len()),
-            headers: Vec::with_capacity(pending.len()),
-            codecs: Vec::with_capacity(pending.len()),
-            payloads: Vec::with_capacity(pending.len()),
-        };
-        for e in pending {
-            c.positions.push(e.position.0 as i64);
-            c.streams.push(e.stream.as_str());
-            c.versions.push(e.version.0 as i64);
-            c.ids.push(*e.id.as_uuid());
-            c.types.push(e.event_type.as_str());
-            c.schema_versions.push(e.schema_version as i32);
-            c.times.push(e.recorded_at.0);
-            c.correlations.push(e.metadata.correlation_id);
-            c.causations.push(e.metadata.causation_id);
-            c.headers.push(
-                serde_json::to_value(&e.metadata.headers)
-                    .map_err(|e| Error::Storage(e.to_string()))?,
-            );
-            c.codecs.push(i16::from(e.codec.0));
-            c.payloads.push(e.payload.as_slice());
-        }
-        Ok(c)
     }
 }
 

@@ -780,17 +780,14 @@ impl<S: EventStore> Worker<S> {
             let cp = self.checkpoint_at(last.position);
             match self.apply_with_retry(&batch, cp).await {
                 Ok(()) => self.checkpoint = last.position,
-                Err((ProjectionError::Fenced { .. }, _)) => self.fenced = true,
+                Err(_) if self.fenced => {}
                 Err(_) if batch.len() > 1 => {
                     // Isolate the failing event: apply one at a time.
                     for e in &batch {
                         let cp = self.checkpoint_at(e.position);
                         match self.apply_with_retry(std::slice::from_ref(e), cp).await {
                             Ok(()) => self.checkpoint = e.position,
-                            Err((ProjectionError::Fenced { .. }, _)) => {
-                                self.fenced = true;
-                                break;
-                            }
+                            Err(_) if self.fenced => break,
                             Err((err, attempts)) => {
                                 if !self.on_poison(e, err, attempts, sub).await {
                                     break;
@@ -822,7 +819,11 @@ impl<S: EventStore> Worker<S> {
         loop {
             match self.projection.apply(events, cp).await {
                 Ok(()) => return Ok(()),
-                Err(e @ ProjectionError::Fenced { .. }) => return Err((e, attempt)),
+                // Not retried: another worker owns the read model now.
+                Err(e @ ProjectionError::Fenced { .. }) => {
+                    self.fenced = true;
+                    return Err((e, attempt));
+                }
                 Err(e) if attempt < retry.attempts.max(1) => {
                     tracing::debug!(error = %e, attempt, "projection batch failed; retrying");
                     tokio::time::sleep(backoff).await;
@@ -863,10 +864,7 @@ impl<S: EventStore> Worker<S> {
                     self.checkpoint = event.position;
                     return true;
                 }
-                Err(ProjectionError::Fenced { .. }) => {
-                    self.fenced = true;
-                    return false;
-                }
+                Err(_) if self.fenced => return false,
                 Err(e) => {
                     self.stopped = Some(format!("cannot park event at {}: {e}", event.position));
                 }

@@ -8,9 +8,10 @@
     clippy::panic
 )]
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -20,6 +21,31 @@ pub fn next(seed: &mut u64) -> u64 {
     *seed ^= *seed >> 7;
     *seed ^= *seed << 17;
     *seed
+}
+
+/// Starts test `name` of this test binary as a child process with `envs` set, stdin and
+/// stdout piped; returns it and the lines it prints (read on a thread).
+pub fn spawn_test(name: &str, envs: &[(&str, &OsStr)]) -> (Child, mpsc::Receiver<String>) {
+    let exe = std::env::current_exe().unwrap();
+    let mut child = Command::new(exe)
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .envs(envs.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
 }
 
 /// Runs test `name` of this test binary with `var` set to `dir`, waits (at most 30 s) for it
@@ -32,24 +58,7 @@ pub fn run_and_kill(
     run_for: Duration,
     cycle: usize,
 ) -> Vec<String> {
-    let exe = std::env::current_exe().unwrap();
-    let mut child = Command::new(exe)
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(var, dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (mut child, rx) = spawn_test(name, &[(var, dir.as_os_str())]);
     // (libtest prints its own lines first.)
     loop {
         match rx.recv_timeout(Duration::from_secs(30)) {
@@ -75,8 +84,8 @@ pub fn run_and_kill(
     std::thread::sleep(run_for);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    reader.join().unwrap();
-    rx.try_iter().collect()
+    // Until the reader thread has seen the end of the dead child's output.
+    rx.iter().collect()
 }
 
 /// Opens a sled database that a killed or just-closed process may still be releasing.
