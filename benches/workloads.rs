@@ -50,6 +50,11 @@ struct Args {
     minutes: f64,
     /// Soak: which projections run (`all`, `kv`, `none`).
     projections: String,
+    /// sled-memory: keys spread over the key space instead of in order.
+    spread: bool,
+    /// Soak: cycle over this many tickets (rounded up to a multiple of 8) instead of opening
+    /// a new one for every round.
+    streams: Option<u64>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -63,6 +68,8 @@ fn parse_args() -> Result<Args, String> {
         commands: None,
         minutes: 1.0,
         projections: "all".into(),
+        spread: false,
+        streams: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -92,6 +99,14 @@ fn parse_args() -> Result<Args, String> {
             }
             "--system" => args.system = Some(value("--system")?),
             "--projections" => args.projections = value("--projections")?,
+            "--spread" => args.spread = true,
+            "--streams" => {
+                args.streams = Some(
+                    value("--streams")?
+                        .parse()
+                        .map_err(|e| format!("--streams: {e}"))?,
+                )
+            }
             "--minutes" => {
                 args.minutes = value("--minutes")?
                     .parse()
@@ -837,7 +852,10 @@ fn rss_bytes() -> u64 {
 /// a 64 MiB cache; RSS every 500,000 keys. Separates sled's own memory per stored key from
 /// annals' (BENCHMARKS.md, soak).
 fn sled_memory(args: &Args) {
+    // `--events N` 150-byte records, `--batch B` of them per key (B = 1: one key per record),
+    // keys in order or, with `--spread`, spread over the key space like stream-index keys.
     let n = args.events.unwrap_or(4_000_000) as u64;
+    let per_key = args.batch.unwrap_or(1).max(1) as u64;
     let dir = tempfile::tempdir().unwrap();
     let db = sled::Config::new()
         .path(dir.path())
@@ -845,22 +863,33 @@ fn sled_memory(args: &Args) {
         .open()
         .unwrap();
     let tree = db.open_tree("events").unwrap();
-    let value = vec![7u8; 150];
+    let value = vec![7u8; 150 * per_key as usize];
     for i in 0..=n {
         if i % 500_000 == 0 {
             db.flush().unwrap();
             println!(
-                "{{\"workload\":\"sled-memory\",\"keys\":{i},\"rss_mib\":{:.1}}}",
+                "{{\"workload\":\"sled-memory\",\"records\":{i},\"records_per_key\":{per_key},\"spread\":{},\"rss_mib\":{:.1}}}",
+                args.spread,
                 rss_bytes() as f64 / 1_048_576.0
             );
         }
-        tree.insert(i.to_be_bytes(), value.as_slice()).unwrap();
+        if i % per_key == 0 {
+            let key = if args.spread {
+                i.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            } else {
+                i
+            };
+            tree.insert(key.to_be_bytes(), value.as_slice()).unwrap();
+        }
     }
 }
 
 /// Soak: 8 durable writers (ticket commands through the repository) and 3 projections (a KV
 /// list, a KV per-account balance and the search index) for `--minutes M`; every 10 s one
-/// JSON line with throughput, RSS, per-projection lag and parked count.
+/// JSON line with throughput, RSS, per-projection lag and parked count. `--streams N` makes
+/// the writers cycle over N tickets (reopening, assigning, reprioritising, closing) instead of
+/// opening a new ticket each round, so the number and size of aggregates, read-model rows and
+/// search documents stay bounded while the log grows.
 async fn soak(args: &Args) {
     use annals::projections::{
         KvProjection, KvProjector, KvReadModel, KvWriter, ProjectionConfig, ProjectionRunner,
@@ -934,6 +963,8 @@ async fn soak(args: &Args) {
     let stop = Arc::new(AtomicBool::new(false));
     let repo = Repository::<tickets::Ticket, _>::new(store.clone()).snapshot_every(50);
     let mut writers = Vec::new();
+    // A multiple of 8 keeps each writer on its own tickets.
+    let cycle = args.streams.map(|s| s.max(1).div_ceil(8) * 8);
     for t in 0..8u64 {
         let repo = repo.clone();
         let stop = stop.clone();
@@ -942,7 +973,7 @@ async fn soak(args: &Args) {
             let mut k = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 let n = k * 8 + t;
-                let id = format!("s{n}");
+                let id = format!("s{}", cycle.map_or(n, |c| n % c));
                 let tickets::TicketEvent::Opened {
                     title,
                     body,
@@ -951,22 +982,40 @@ async fn soak(args: &Args) {
                 else {
                     continue;
                 };
-                repo.execute(
-                    &id,
-                    &tickets::TicketCommand::Open {
-                        title,
-                        body,
-                        priority,
-                    },
-                    &ctx,
-                )
-                .await
-                .unwrap();
+                if cycle.is_some_and(|c| n >= c) {
+                    // Back to a ticket of an earlier round: reopen it if it was closed (the
+                    // domain refuses to reopen an open one; that is fine here).
+                    let _ = repo
+                        .execute(&id, &tickets::TicketCommand::Reopen, &ctx)
+                        .await;
+                } else {
+                    repo.execute(
+                        &id,
+                        &tickets::TicketCommand::Open {
+                            title,
+                            body,
+                            priority,
+                        },
+                        &ctx,
+                    )
+                    .await
+                    .unwrap();
+                }
                 for c in 0..(n % 4) {
-                    let text = format!("follow-up {c} on {}", tickets::WORDS[(n % 36) as usize]);
-                    repo.execute(&id, &tickets::TicketCommand::Comment { text }, &ctx)
-                        .await
-                        .unwrap();
+                    // Cycling over tickets, commands that replace state rather than add to it
+                    // (comments would grow each ticket, its search document and its row).
+                    let command = match cycle {
+                        None => tickets::TicketCommand::Comment {
+                            text: format!("follow-up {c} on {}", tickets::WORDS[(n % 36) as usize]),
+                        },
+                        Some(_) if c % 2 == 0 => tickets::TicketCommand::Assign {
+                            to: tickets::WORDS[((n + c) % 36) as usize].to_string(),
+                        },
+                        Some(_) => tickets::TicketCommand::ChangePriority {
+                            priority: (1 + (n + c) % 5) as u8,
+                        },
+                    };
+                    repo.execute(&id, &command, &ctx).await.unwrap();
                 }
                 if n.is_multiple_of(3) {
                     repo.execute(

@@ -89,6 +89,27 @@ async fn mem_store_loses_exactly_the_unacked_append_on_power_loss() {
             2,
             "{point:?}: the two acked events, not the failed one"
         );
+        // The failed group had rewritten the stream's index entry in place (adding its run):
+        // the power loss puts back the entry as synced, not nothing.
+        let s = StreamId::new("f-1").unwrap();
+        assert_eq!(store.stream_head(&s).await.unwrap(), Some(Version(2)));
+        let read = |store: &MemStore| {
+            let store = store.clone();
+            let s = s.clone();
+            async move {
+                store
+                    .read_stream(&s, VersionRange::ALL, Direction::Forward, 10)
+                    .await
+                    .unwrap()
+                    .len()
+            }
+        };
+        assert_eq!(read(&store).await, 2, "{point:?}");
+        store
+            .append(&s, ExpectedVersion::Exact(Version(2)), one())
+            .await
+            .unwrap();
+        assert_eq!(read(&store).await, 3, "{point:?}");
     }
 }
 

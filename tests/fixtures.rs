@@ -4,7 +4,9 @@
 //! `tests/fixtures/format-v1/` holds a chunk of three records (chunk format 1: one append), a
 //! stream index entry (format 1) and an event-id index entry as raw bytes, and `store-v1/` a
 //! tiny sled store written with those formats. `format-v2/` and `store-v2/` hold the same for
-//! chunk format 2 (one group commit, several streams) and index format 2. Write the fixtures
+//! chunk format 2 (one group commit, several streams) and index format 2. `format-v3/` holds a
+//! multi-run stream-index entry (index format 3) and an id bucket (id format 2), `store-v3/` a
+//! store written with them (store format 2). Write the fixtures
 //! of a *new* format version, never an old one, with
 //! `ANNALS_WRITE_FIXTURES=<version> cargo test --test fixtures`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -13,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use annals::Uuid;
 use annals::prelude::*;
-use annals::store::format::{self, IndexEntry};
+use annals::store::format::{self, IndexEntry, StreamEntry};
 
 fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -279,5 +281,195 @@ async fn format_v2_store_still_opens() {
         for (i, e) in events.iter().enumerate() {
             assert_eq!(e.version, Version(i as u64 + 1));
         }
+    }
+}
+
+/// Stream-index format 3 (several runs, keyed by the entry's first version) and event-id
+/// buckets (format 2, UUID v7 ids of one millisecond).
+#[test]
+fn format_v3_index_entries_still_decode() {
+    let dir = dir().join("format-v3");
+    let run = |chunk, first, count| IndexEntry {
+        chunk: Position(chunk),
+        first_position: Position(first),
+        count,
+    };
+    let mut entry = StreamEntry::new(Version(4), run(10, 10, 1));
+    entry.runs.push(run(10, 12, 1));
+    entry.runs.push(run(20, 25, 3));
+    // Two UUID v7 ids of one millisecond.
+    let v7 =
+        |last: u8| EventId::from_bytes([1, 2, 3, 4, 5, 6, 0x70, 0, 0x80, 0, 0, 0, 0, 0, 0, last]);
+    let ids = vec![(v7(1), Position(10)), (v7(2), Position(12))];
+    if writing("3") {
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("stream-entry.bin"), entry.encode()).unwrap();
+        std::fs::write(dir.join("id-bucket.bin"), format::encode_id_bucket(&ids)).unwrap();
+    }
+    let bytes = std::fs::read(dir.join("stream-entry.bin")).unwrap();
+    assert_eq!(bytes[0], format::INDEX_FORMAT_V3);
+    let back = StreamEntry::decode(Version(4), &bytes, "fixture").unwrap();
+    assert_eq!(back, entry);
+    assert_eq!(back.last_version(), Version(8));
+    let bytes = std::fs::read(dir.join("id-bucket.bin")).unwrap();
+    assert_eq!(format::decode_id_bucket(&bytes).unwrap(), ids);
+    assert!(ids.iter().all(|(id, _)| format::bucketed(*id)));
+}
+
+/// A store written with multi-run stream entries and id buckets still opens, reads, keeps
+/// its ids, and verifies.
+#[tokio::test]
+async fn format_v3_store_still_opens() {
+    let fixture = dir().join("store-v3");
+    let a = StreamId::new("acc-a").unwrap();
+    let b = StreamId::new("acc-b").unwrap();
+    // 20 single-event appends to acc-a (more runs than one entry holds), each followed by
+    // one to acc-b; acc-b's ids are counter-like (not UUID v7).
+    let data = |i: u64| EventData::json("Deposited", &i).unwrap();
+    let counter = |i: u64| EventId::from_bytes(u128::from(i).to_be_bytes());
+    if writing("3") {
+        let _ = std::fs::remove_dir_all(&fixture);
+        let store = SledStore::open(&fixture).unwrap();
+        for i in 0..20u64 {
+            store
+                .append(&a, ExpectedVersion::Exact(Version(i)), vec![data(i)])
+                .await
+                .unwrap();
+            let mut e = data(100 + i);
+            e.id = counter(i + 1);
+            store
+                .append(&b, ExpectedVersion::Exact(Version(i)), vec![e])
+                .await
+                .unwrap();
+        }
+        drop(store);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // The fixture holds what it is meant to: acc-a's 20 runs in two multi-run entries, its
+    // UUID v7 ids in buckets, acc-b's counter ids in single entries.
+    {
+        let raw = tempfile::tempdir().unwrap();
+        copy_dir(&fixture, raw.path());
+        let db = sled::open(raw.path()).unwrap();
+        let a_entries: Vec<_> = db
+            .scan_prefix(&annals::store::layout::stream_key(&a, Version::NONE)[..7])
+            .map(|kv| kv.unwrap().1)
+            .collect();
+        assert_eq!(a_entries.len(), 2);
+        assert!(a_entries.iter().all(|v| v[0] == format::INDEX_FORMAT_V3));
+        let id_keys: Vec<usize> = db
+            .scan_prefix([annals::store::layout::IDS])
+            .map(|kv| kv.unwrap().0.len())
+            .collect();
+        assert_eq!(id_keys.iter().filter(|&&n| n == 17).count(), 20);
+        assert!(id_keys.iter().filter(|&&n| n == 19).count() >= 1);
+    }
+    let (tmp, store) = open_copy(&fixture);
+    let all = store.read_all(Position::NONE, 100).await.unwrap();
+    assert_eq!(all.len(), 40);
+    for (s, base) in [(&a, 0u64), (&b, 100)] {
+        let events = store
+            .read_stream(s, VersionRange::ALL, Direction::Forward, 100)
+            .await
+            .unwrap();
+        let values: Vec<u64> = events.iter().map(|e| e.decode().unwrap()).collect();
+        assert_eq!(values, (base..base + 20).collect::<Vec<_>>());
+        let back = store
+            .read_stream(s, (5..=17).into(), Direction::Backward, 100)
+            .await
+            .unwrap();
+        assert_eq!(back.len(), 13);
+        assert_eq!(back[0].version, Version(17));
+    }
+    // Ids of both kinds are still found: retries give the original result.
+    let a3 = &all[4];
+    let retry = EventData {
+        id: a3.id,
+        event_type: a3.event_type.clone(),
+        schema_version: a3.schema_version,
+        codec: a3.codec,
+        metadata: a3.metadata.clone(),
+        payload: a3.payload.clone(),
+    };
+    let r = store
+        .append(&a, ExpectedVersion::Any, vec![retry])
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.first_position, r.first_version),
+        (a3.position, Version(3))
+    );
+    let mut b_retry = data(102);
+    b_retry.id = counter(3);
+    let r = store
+        .append(&b, ExpectedVersion::Any, vec![b_retry])
+        .await
+        .unwrap();
+    assert_eq!(r.first_version, Version(3));
+    assert_eq!(
+        store
+            .read_event(counter(20))
+            .await
+            .unwrap()
+            .unwrap()
+            .position,
+        Position(40)
+    );
+    let r = store
+        .append(&a, ExpectedVersion::Exact(Version(20)), vec![data(20)])
+        .await
+        .unwrap();
+    assert_eq!(r.first_position, Position(41));
+    drop(store);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let report = annals::store::verify(tmp.path()).unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+}
+
+/// A store of an older format gets the current marker on open and takes new appends to old
+/// streams: old single-run entries and new multi-run ones read as one stream.
+#[tokio::test]
+async fn older_stores_are_upgraded_in_place() {
+    for (fixture, stream, head) in [
+        ("store-v1", "account-ünïcode-1", 2u64),
+        ("store-v2", "acc-a", 12),
+    ] {
+        let (tmp, store) = open_copy(&dir().join(fixture));
+        let s = StreamId::new(stream).unwrap();
+        for i in 0..20u64 {
+            store
+                .append(
+                    &s,
+                    ExpectedVersion::Exact(Version(head + i)),
+                    vec![EventData::json("New", &i).unwrap()],
+                )
+                .await
+                .unwrap();
+        }
+        let events = store
+            .read_stream(&s, VersionRange::ALL, Direction::Forward, 1000)
+            .await
+            .unwrap();
+        assert_eq!(events.len() as u64, head + 20, "{fixture}");
+        for (i, e) in events.iter().enumerate() {
+            assert_eq!(e.version, Version(i as u64 + 1));
+        }
+        let back = store
+            .read_stream(&s, (head - 1..=head + 3).into(), Direction::Backward, 100)
+            .await
+            .unwrap();
+        assert_eq!(back.len(), 5, "{fixture}");
+        drop(store);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let report = annals::store::verify(tmp.path()).unwrap();
+        assert!(report.ok(), "{fixture}: {:?}", report.problems);
+        let db = sled::open(tmp.path()).unwrap();
+        assert_eq!(
+            db.get(annals::store::layout::FORMAT_KEY)
+                .unwrap()
+                .unwrap()
+                .as_ref(),
+            [annals::store::layout::STORE_FORMAT]
+        );
     }
 }

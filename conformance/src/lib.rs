@@ -52,6 +52,8 @@ macro_rules! conformance_tests {
                 concurrent_writers_with_subscriber,
                 read_event_by_id,
                 snapshots_replace_and_persist,
+                long_streams_of_many_appends,
+                ids_of_every_kind,
             );
         }
     };
@@ -252,36 +254,7 @@ pub async fn read_stream_ranges_and_directions<H: Harness>(mut h: H) {
         .filter(|e| e.stream == a)
         .collect();
     assert_eq!(full.len(), 11);
-    for start in 0..=12u64 {
-        for end in start..=13u64 {
-            for limit in [0usize, 1, 2, 5, 100] {
-                let range = VersionRange::from(start..=end);
-                let want: Vec<_> = full
-                    .iter()
-                    .filter(|e| range.contains(e.version))
-                    .cloned()
-                    .collect();
-                let fwd = s
-                    .read_stream(&a, range, Direction::Forward, limit)
-                    .await
-                    .unwrap();
-                assert_eq!(
-                    fwd,
-                    want.iter().take(limit).cloned().collect::<Vec<_>>(),
-                    "fwd {start}..={end} limit {limit}"
-                );
-                let bwd = s
-                    .read_stream(&a, range, Direction::Backward, limit)
-                    .await
-                    .unwrap();
-                assert_eq!(
-                    bwd,
-                    want.iter().rev().take(limit).cloned().collect::<Vec<_>>(),
-                    "bwd {start}..={end} limit {limit}"
-                );
-            }
-        }
-    }
+    check_ranges(&s, &a, 1, &[0, 1, 2, 5, 100]).await;
     let tail = s
         .read_stream(&a, (10..).into(), Direction::Forward, 10)
         .await
@@ -311,6 +284,194 @@ pub async fn read_stream_ranges_and_directions<H: Harness>(mut h: H) {
         11
     );
     assert_eq!(s.stream_head(&a).await.unwrap(), Some(Version(11)));
+}
+
+/// Reads `stream` over version ranges from 0 to two past its head (bounds `stride` apart,
+/// shifted by one each time so that every offset comes up), both directions and each of
+/// `limits`, and compares with its events taken from `$all`.
+async fn check_ranges<S: EventStore>(s: &S, stream: &StreamId, stride: u64, limits: &[usize]) {
+    let full: Vec<RecordedEvent> = all(s)
+        .await
+        .into_iter()
+        .filter(|e| e.stream == *stream)
+        .collect();
+    let head = full.len() as u64;
+    assert_eq!(
+        s.stream_head(stream).await.unwrap(),
+        full.last().map(|e| e.version)
+    );
+    let bounds = |from: u64| {
+        let mut b: Vec<u64> = (from..=head + 2)
+            .step_by(stride as usize)
+            .enumerate()
+            .map(|(i, v)| (v + i as u64 % stride).min(head + 2))
+            .collect();
+        b.dedup();
+        b
+    };
+    for start in bounds(0) {
+        for end in bounds(start) {
+            for &limit in limits {
+                let range = VersionRange::from(start..=end);
+                let want: Vec<_> = full
+                    .iter()
+                    .filter(|e| range.contains(e.version))
+                    .cloned()
+                    .collect();
+                let fwd = s
+                    .read_stream(stream, range, Direction::Forward, limit)
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    fwd,
+                    want.iter().take(limit).cloned().collect::<Vec<_>>(),
+                    "fwd {start}..={end} limit {limit}"
+                );
+                let bwd = s
+                    .read_stream(stream, range, Direction::Backward, limit)
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    bwd,
+                    want.iter().rev().take(limit).cloned().collect::<Vec<_>>(),
+                    "bwd {start}..={end} limit {limit}"
+                );
+            }
+        }
+    }
+}
+
+/// A stream of many small appends (more than one index entry's worth in stores that pack a
+/// stream's appends together), across a reopen and with concurrent appenders, reads back
+/// exactly over every range.
+pub async fn long_streams_of_many_appends<H: Harness>(mut h: H) {
+    let s = h.fresh().await;
+    let a = sid("long-1");
+    for (i, n) in [1, 1, 2, 1, 3].iter().cycle().take(40).enumerate() {
+        s.append(&a, ExpectedVersion::Any, events("L", *n))
+            .await
+            .unwrap();
+        if i % 3 == 0 {
+            s.append(&sid("beside-1"), ExpectedVersion::Any, events("B", 1))
+                .await
+                .unwrap();
+        }
+    }
+    check_ranges(&s, &a, 5, &[1, 100]).await;
+    let s = h.reopen(s).await;
+    // Several appenders at once: a group may carry several runs of the stream.
+    let mut tasks = Vec::new();
+    for t in 0..8usize {
+        let s = s.clone();
+        let a = a.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..5 {
+                s.append(&a, ExpectedVersion::Any, events("C", 1 + t % 2))
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let log = all(&s).await;
+    check_contiguous(&log);
+    assert_eq!(log.iter().filter(|e| e.stream == a).count(), 64 + 60);
+    check_ranges(&s, &a, 9, &[1, 7, 1000]).await;
+    let s = h.reopen(s).await;
+    assert_eq!(s.stream_head(&a).await.unwrap(), Some(Version(124)));
+    let r = s
+        .append(&a, ExpectedVersion::Exact(Version(124)), events("E", 1))
+        .await
+        .unwrap();
+    assert_eq!(r.first_version, Version(125));
+}
+
+/// Idempotency and lookups by id hold for ids of every kind: UUID v7 (several appends in one
+/// millisecond), random (v4-shaped) and counter-like ids sharing their leading bytes.
+pub async fn ids_of_every_kind<H: Harness>(mut h: H) {
+    let s = h.fresh().await;
+    let v4 = |n: u8| {
+        let mut b = [n.wrapping_mul(37); 16];
+        b[6] = 0x40 | (n & 0x0f);
+        b[8] = 0x80 | (n & 0x3f);
+        EventId::from_bytes(b)
+    };
+    let counter = |n: u128| EventId::from_bytes(n.to_be_bytes());
+    let with_ids = |ids: &[EventId]| {
+        let mut batch = events("K", ids.len());
+        for (e, id) in batch.iter_mut().zip(ids) {
+            e.id = *id;
+        }
+        batch
+    };
+    let kinds = [
+        // UUID v7, made together: they share their millisecond.
+        (0..6).map(|_| EventId::new()).collect::<Vec<_>>(),
+        (1..=6).map(v4).collect(),
+        (1..=6).map(counter).collect(),
+    ];
+    for (k, ids) in kinds.iter().enumerate() {
+        let stream = sid(&format!("kind-{k}"));
+        let first = s
+            .append(&stream, ExpectedVersion::NoStream, with_ids(&ids[..3]))
+            .await
+            .unwrap();
+        let second = s
+            .append(&stream, ExpectedVersion::Any, with_ids(&ids[3..]))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.append(&stream, ExpectedVersion::Any, with_ids(&ids[..3]))
+                .await
+                .unwrap(),
+            first,
+            "kind {k}: a retry gives the original result"
+        );
+        assert!(
+            matches!(
+                s.append(
+                    &sid("elsewhere-1"),
+                    ExpectedVersion::Any,
+                    with_ids(&ids[4..5])
+                )
+                .await,
+                Err(Error::DuplicateEventId { .. })
+            ),
+            "kind {k}: an id is stored once in the whole store"
+        );
+        for (i, id) in ids.iter().enumerate() {
+            let e = s.read_event(*id).await.unwrap().unwrap();
+            let want = if i < 3 {
+                first.first_position.0 + i as u64
+            } else {
+                second.first_position.0 + i as u64 - 3
+            };
+            assert_eq!(e.position, Position(want), "kind {k} id {i}");
+        }
+    }
+    assert!(s.read_event(counter(7)).await.unwrap().is_none());
+    assert!(s.read_event(v4(7)).await.unwrap().is_none());
+    let s = h.reopen(s).await;
+    assert_eq!(all(&s).await.len(), 18);
+    for ids in &kinds {
+        for id in ids {
+            assert!(s.read_event(*id).await.unwrap().is_some());
+        }
+    }
+    assert_eq!(
+        s.append(
+            &sid("kind-2"),
+            ExpectedVersion::Any,
+            with_ids(&kinds[2][3..])
+        )
+        .await
+        .unwrap()
+        .first_version,
+        Version(4),
+        "a retry after a reopen"
+    );
 }
 
 /// `$all` reads from every position with limits; filtered reads.

@@ -12,4 +12,6 @@ fuzz_target!(|data: &[u8]| {
     let _ = format::IndexEntry::decode(data, "fuzz");
     let _ = format::decode_id_entry(data, EventId::from_bytes([0; 16]));
     let _ = format::decode_snapshot(data);
+    let _ = format::StreamEntry::decode(annals::Version(7), data, "fuzz");
+    let _ = format::decode_id_bucket(data);
 });

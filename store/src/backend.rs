@@ -162,12 +162,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// A key written since the last sync, and the value it had before (`None`: absent).
+type UnsyncedWrite = (Vec<u8>, Option<Arc<[u8]>>);
+
 #[derive(Default)]
 struct MemData {
     /// Everything written, as sled would show it to readers.
     map: BTreeMap<Vec<u8>, Arc<[u8]>>,
-    /// Keys applied since the last `sync_data`: lost by [`MemDisk::crash`].
-    unsynced: Vec<Vec<u8>>,
+    /// Keys applied since the last `sync_data`, each with the value it had before (`None`:
+    /// absent): [`MemDisk::crash`] puts those back.
+    unsynced: Vec<UnsyncedWrite>,
     /// Whether `flush` ran since the last `apply`.
     flushed: bool,
 }
@@ -193,9 +197,12 @@ impl MemDisk {
             return false;
         }
         let mut d = lock(&self.data);
-        let keys = std::mem::take(&mut d.unsynced);
-        for k in keys {
-            d.map.remove(&k);
+        let writes = std::mem::take(&mut d.unsynced);
+        for (k, before) in writes.into_iter().rev() {
+            match before {
+                Some(v) => d.map.insert(k, v),
+                None => d.map.remove(&k),
+            };
         }
         true
     }
@@ -219,9 +226,10 @@ impl MemDisk {
 }
 
 /// The in-memory backend. Stricter than sled where it can be: it refuses to open a disk that
-/// another store has open, refuses to overwrite an existing event, index or id key (the log
-/// is append-only), refuses `sync_data` without a `flush` first, and [`MemDisk::crash`] loses
-/// exactly what was not synced.
+/// another store has open, refuses to overwrite an existing event or id key (the log is
+/// append-only) and any stream-index entry except by one that only adds runs to it, refuses
+/// `sync_data` without a `flush` first, and [`MemDisk::crash`] loses exactly what was not
+/// synced.
 pub(crate) struct MemBackend {
     disk: MemDisk,
 }
@@ -240,6 +248,30 @@ impl MemBackend {
 impl Drop for MemBackend {
     fn drop(&mut self) {
         self.disk.open.store(false, Ordering::SeqCst);
+    }
+}
+
+/// The only overwrites of log keys the engine may make: a format-3 stream-index entry
+/// rewritten with runs added.
+fn check_overwrite(key: &[u8], old: &[u8], new: &[u8]) -> Result<(), Error> {
+    let refuse = || {
+        Err(Error::Storage(format!(
+            "MemStore: the log is append-only, refusing to overwrite key {key:?}"
+        )))
+    };
+    match key.first() {
+        Some(b'e' | b'i') => refuse(),
+        Some(b's') => {
+            let Some((_, version)) = crate::layout::parse_stream_key(key) else {
+                return refuse();
+            };
+            let decode = |b| crate::format::StreamEntry::decode(version, b, "MemStore check");
+            match (decode(old), decode(new)) {
+                (Ok(old), Ok(new)) if new.extends(&old) => Ok(()),
+                _ => refuse(),
+            }
+        }
+        _ => Ok(()),
     }
 }
 
@@ -296,17 +328,14 @@ impl Backend for MemBackend {
 
     fn apply(&self, batch: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), Error> {
         let mut d = lock(&self.disk.data);
-        for (k, _) in &batch {
-            let immutable = matches!(k.first(), Some(b'e' | b's' | b'i'));
-            if immutable && d.map.contains_key(k) {
-                return Err(Error::Storage(format!(
-                    "MemStore: the log is append-only, refusing to overwrite key {k:?}"
-                )));
+        for (k, v) in &batch {
+            if let Some(old) = d.map.get(k) {
+                check_overwrite(k, old, v)?;
             }
         }
         for (k, v) in batch {
-            d.unsynced.push(k.clone());
-            d.map.insert(k, v.into());
+            let before = d.map.insert(k.clone(), v.into());
+            d.unsynced.push((k, before));
         }
         d.flushed = false;
         Ok(())

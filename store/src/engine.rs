@@ -18,7 +18,7 @@ use tracing::Instrument;
 
 use crate::backend::{Backend, Flow};
 use crate::config::{Durability, FaultPoint, StoreConfig};
-use crate::format::{self, CHUNK_TARGET_BYTES, IndexEntry};
+use crate::format::{self, CHUNK_TARGET_BYTES, ID_BUCKET_MAX, ID_PREFIX, IndexEntry, StreamEntry};
 use crate::layout::{self, event_key, id_key, parse_event_key, parse_stream_key, stream_key};
 
 const CONTINUE: Flow = ControlFlow::Continue(());
@@ -26,6 +26,9 @@ const BREAK: Flow = ControlFlow::Break(());
 
 /// The writer's stream-head cache is cleared when it grows past this many streams.
 const HEAD_CACHE_LIMIT: usize = 1 << 16;
+/// The writer's cache of id buckets is cleared when it holds more than this many ids
+/// (about 6 MiB).
+const ID_CACHE_LIMIT: usize = 1 << 17;
 
 struct AppendRequest {
     stream: StreamId,
@@ -101,11 +104,25 @@ impl<B: Backend> Engine<B> {
     pub(crate) fn open(backend: B, config: StoreConfig, name: &str) -> Result<Self> {
         match backend.get(layout::FORMAT_KEY)? {
             Some(v) if v.as_ref() == [layout::STORE_FORMAT] => {}
+            Some(v)
+                if layout::STORE_FORMATS_READ
+                    .iter()
+                    .any(|f| v.as_ref() == [*f]) =>
+            {
+                // An older format this build reads; what it writes from now on needs the new
+                // marker, so older builds refuse the store instead of misreading it.
+                backend.apply(vec![(
+                    layout::FORMAT_KEY.to_vec(),
+                    vec![layout::STORE_FORMAT],
+                )])?;
+                backend.flush()?;
+                backend.sync_data()?;
+            }
             Some(v) => {
                 let v = v.as_ref();
                 return Err(Error::Storage(format!(
-                    "unknown store format {v:?}; this build reads format {}",
-                    layout::STORE_FORMAT
+                    "unknown store format {v:?}; this build reads formats {:?}",
+                    layout::STORE_FORMATS_READ
                 )));
             }
             None => {
@@ -153,6 +170,8 @@ impl<B: Backend> Engine<B> {
             shared: Arc::clone(&shared),
             rx,
             heads: HashMap::new(),
+            ids: HashMap::new(),
+            cached_ids: 0,
             next_position: head.next(),
             last_ts,
             dirty: false,
@@ -237,10 +256,9 @@ impl<B: Backend> Engine<B> {
 
     /// The event with id `id`, if stored and visible.
     pub(crate) fn read_event(&self, id: EventId) -> Result<Option<RecordedEvent>> {
-        let Some(v) = self.shared().backend.get(&id_key(id))? else {
+        let Some(position) = self.shared().lookup_id(id)? else {
             return Ok(None);
         };
-        let position = format::decode_id_entry(v.as_ref(), id)?;
         if position > self.visible() {
             return Ok(None);
         }
@@ -301,16 +319,15 @@ impl<B: Backend> Engine<B> {
             &[layout::STREAMS, 0xff],
             false,
             &mut |k, v| {
-                let Some((name, last)) = parse_stream_key(k) else {
+                let Some((name, version)) = parse_stream_key(k) else {
                     return Ok(CONTINUE);
                 };
-                let entry = IndexEntry::decode(v, "stream index entry")?;
-                if entry.first_position.0 + u64::from(entry.count) - 1 > visible.0 {
+                let entry = StreamEntry::decode(version, v, "stream index entry")?;
+                let Some(last) = entry.last_version_within(visible) else {
                     return Ok(CONTINUE);
-                }
-                let name = std::str::from_utf8(name).map_err(|_| {
-                    Error::corrupt(entry.first_position, "stream name is not UTF-8")
-                })?;
+                };
+                let name = std::str::from_utf8(name)
+                    .map_err(|_| Error::corrupt(Position::NONE, "stream name is not UTF-8"))?;
                 match out.last_mut() {
                     Some((s, v)) if s.as_str() == name => *v = last,
                     _ => out.push((StreamId::new(name)?, last)),
@@ -401,46 +418,60 @@ impl<B: Backend> Shared<B> {
         Ok(out)
     }
 
-    fn entry(stream: &StreamId, k: &[u8], v: &[u8]) -> Result<(Version, IndexEntry)> {
-        let (_, last) = parse_stream_key(k).ok_or_else(|| {
+    fn entry(stream: &StreamId, k: &[u8], v: &[u8]) -> Result<StreamEntry> {
+        let (_, version) = parse_stream_key(k).ok_or_else(|| {
             Error::corrupt(Position::NONE, format!("malformed index key of {stream}"))
         })?;
-        let entry = IndexEntry::decode(v, &format!("index entry of {stream} at version {last}"))?;
-        if u64::from(entry.count) > last.0 {
-            return Err(Error::corrupt(
-                entry.first_position,
-                format!("index entry of {stream} counts past version 1"),
-            ));
-        }
-        Ok((last, entry))
+        StreamEntry::decode(
+            version,
+            v,
+            &format!("index entry of {stream} at version {version}"),
+        )
     }
 
-    /// The events of the run an index entry names, checked against the entry.
+    /// The events of one run of `stream` starting at `first_version`, checked against it.
     fn checked_chunk(
         &self,
         stream: &StreamId,
-        last: Version,
-        entry: IndexEntry,
+        first_version: Version,
+        run: IndexEntry,
     ) -> Result<Vec<RecordedEvent>> {
-        let mut events = self.chunk(entry.chunk)?;
-        let skip = usize::try_from(entry.first_position.0 - entry.chunk.0).unwrap_or(usize::MAX);
+        let mut events = self.chunk(run.chunk)?;
+        let skip = usize::try_from(run.first_position.0 - run.chunk.0).unwrap_or(usize::MAX);
         if skip > 0 {
             events.drain(..skip.min(events.len()));
         }
-        events.truncate(entry.count as usize);
-        let first_version = Version(last.0 + 1 - u64::from(entry.count));
-        let ok = events.len() == entry.count as usize
+        events.truncate(run.count as usize);
+        let ok = events.len() == run.count as usize
             && events
                 .iter()
                 .enumerate()
                 .all(|(i, e)| e.stream == *stream && e.version.0 == first_version.0 + i as u64);
         if !ok {
             return Err(Error::corrupt(
-                entry.first_position,
-                format!("chunk does not match the index entry of {stream} at version {last}"),
+                run.first_position,
+                format!("chunk does not match the index of {stream} at version {first_version}"),
             ));
         }
         Ok(events)
+    }
+
+    /// The key of `stream`'s entry that may hold `version` from below: the greatest index
+    /// key at or under `version`'s key (a format-3 entry keyed by its first version), or the
+    /// stream's lowest possible key. Entries of formats 1 and 2 are keyed by their last
+    /// version, so the one holding `version` lies at or above this key either way.
+    fn floor_key(&self, stream: &StreamId, version: Version) -> Result<Vec<u8>> {
+        let mut floor = stream_key(stream, Version::NONE);
+        self.backend.scan(
+            &floor.clone(),
+            &stream_key(stream, version),
+            true,
+            &mut |k, _| {
+                floor = k.to_vec();
+                Ok(BREAK)
+            },
+        )?;
+        Ok(floor)
     }
 
     fn read_stream(
@@ -455,24 +486,29 @@ impl<B: Backend> Shared<B> {
         if limit == 0 || start > range.end {
             return Ok(Vec::new());
         }
-        let lo = stream_key(stream, start);
+        let lo = self.floor_key(stream, start)?;
         let top = stream_key(stream, Version::MAX);
         let mut out = Vec::with_capacity(limit.min(1024));
         match direction {
             Direction::Forward => {
                 self.backend.scan(&lo, &top, false, &mut |k, v| {
-                    let (last, entry) = Self::entry(stream, k, v)?;
-                    if last.0 + 1 - u64::from(entry.count) > range.end.0 {
+                    let entry = Self::entry(stream, k, v)?;
+                    if entry.first_version > range.end {
                         return Ok(BREAK);
                     }
-                    for e in self.checked_chunk(stream, last, entry)? {
-                        if e.position > bound {
-                            return Ok(BREAK);
+                    for (first, run) in entry.runs_with_versions() {
+                        if first.0 + u64::from(run.count) <= start.0 {
+                            continue;
                         }
-                        if range.contains(e.version) {
-                            out.push(e);
-                            if out.len() >= limit {
+                        for e in self.checked_chunk(stream, first, run)? {
+                            if e.position > bound || e.version > range.end {
                                 return Ok(BREAK);
+                            }
+                            if range.contains(e.version) {
+                                out.push(e);
+                                if out.len() >= limit {
+                                    return Ok(BREAK);
+                                }
                             }
                         }
                     }
@@ -480,7 +516,7 @@ impl<B: Backend> Shared<B> {
                 })?;
             }
             Direction::Backward => {
-                // The entry covering range.end is the first one at or above it.
+                // The entry holding range.end is at or below the first key at or above it.
                 let mut hi = top.clone();
                 self.backend
                     .scan(&stream_key(stream, range.end), &top, false, &mut |k, _| {
@@ -488,13 +524,22 @@ impl<B: Backend> Shared<B> {
                         Ok(BREAK)
                     })?;
                 self.backend.scan(&lo, &hi, true, &mut |k, v| {
-                    let (last, entry) = Self::entry(stream, k, v)?;
-                    for e in self.checked_chunk(stream, last, entry)?.into_iter().rev() {
-                        if e.position > bound || !range.contains(e.version) {
+                    let entry = Self::entry(stream, k, v)?;
+                    let runs: Vec<_> = entry.runs_with_versions().collect();
+                    for (first, run) in runs.into_iter().rev() {
+                        if first > range.end {
                             continue;
                         }
-                        out.push(e);
-                        if out.len() >= limit {
+                        for e in self.checked_chunk(stream, first, run)?.into_iter().rev() {
+                            if e.position > bound || !range.contains(e.version) {
+                                continue;
+                            }
+                            out.push(e);
+                            if out.len() >= limit {
+                                return Ok(BREAK);
+                            }
+                        }
+                        if first <= start {
                             return Ok(BREAK);
                         }
                     }
@@ -505,6 +550,7 @@ impl<B: Backend> Shared<B> {
         Ok(out)
     }
 
+    /// The version of `stream`'s last event at or before `bound`.
     fn stream_head(&self, stream: &StreamId, bound: Position) -> Result<Option<Version>> {
         let mut head = None;
         self.backend.scan(
@@ -512,15 +558,63 @@ impl<B: Backend> Shared<B> {
             &stream_key(stream, Version::MAX),
             true,
             &mut |k, v| {
-                let (last, entry) = Self::entry(stream, k, v)?;
-                if entry.first_position.0 + u64::from(entry.count) - 1 <= bound.0 {
-                    head = Some(last);
-                    return Ok(BREAK);
-                }
-                Ok(CONTINUE)
+                // The newest entries may be all past `bound` (a group not visible yet).
+                head = Self::entry(stream, k, v)?.last_version_within(bound);
+                Ok(if head.is_some() { BREAK } else { CONTINUE })
             },
         )?;
         Ok(head)
+    }
+
+    /// `stream`'s newest index entry (whatever its positions), if the stream exists.
+    fn last_entry(&self, stream: &StreamId) -> Result<Option<StreamEntry>> {
+        let mut last = None;
+        self.backend.scan(
+            &stream_key(stream, Version::NONE),
+            &stream_key(stream, Version::MAX),
+            true,
+            &mut |k, v| {
+                last = Some(Self::entry(stream, k, v)?);
+                Ok(BREAK)
+            },
+        )?;
+        Ok(last)
+    }
+
+    /// Where the event with `id` is stored, if it is (visible or not).
+    fn lookup_id(&self, id: EventId) -> Result<Option<Position>> {
+        if !format::bucketed(id) {
+            return match self.backend.get(&id_key(id))? {
+                Some(v) => format::decode_id_entry(v.as_ref(), id).map(Some),
+                None => Ok(None),
+            };
+        }
+        let mut found = None;
+        self.scan_bucket(id, &mut |other, p| {
+            if other == id {
+                found = Some(p);
+                return BREAK;
+            }
+            CONTINUE
+        })?;
+        Ok(found)
+    }
+
+    /// Visits every (id, position) the id index holds under the prefix of `id`, a UUID v7:
+    /// its buckets, and the format-1 entries of an older store.
+    fn scan_bucket(&self, id: EventId, f: &mut dyn FnMut(EventId, Position) -> Flow) -> Result<()> {
+        let (lo, hi) = layout::id_range(id);
+        self.backend.scan(&lo, &hi, false, &mut |k, v| {
+            if let Some(old) = layout::parse_id_key(k) {
+                return Ok(f(old, format::decode_id_entry(v, old)?));
+            }
+            for (other, p) in format::decode_id_bucket(v)? {
+                if f(other, p).is_break() {
+                    return Ok(BREAK);
+                }
+            }
+            Ok(CONTINUE)
+        })
     }
 
     fn poison(&self, reason: String) {
@@ -528,6 +622,34 @@ impl<B: Backend> Shared<B> {
         let mut p = self.poisoned.lock().unwrap_or_else(|e| e.into_inner());
         if p.is_none() {
             *p = Some(reason);
+        }
+    }
+}
+
+/// Writes the ids of `records` (in position order) into the id index: UUID v7 ids as
+/// buckets by their ten-byte prefix (their millisecond), other ids as one format-1 entry each.
+fn index_ids(records: &[RecordedEvent], batch: &mut Vec<(Vec<u8>, Vec<u8>)>) {
+    let mut buckets: std::collections::BTreeMap<[u8; ID_PREFIX], Vec<(EventId, Position)>> =
+        std::collections::BTreeMap::new();
+    for r in records {
+        if format::bucketed(r.id) {
+            buckets
+                .entry(format::id_prefix(r.id))
+                .or_default()
+                .push((r.id, r.position));
+        } else {
+            batch.push((
+                id_key(r.id).to_vec(),
+                format::encode_id_entry(r.position).to_vec(),
+            ));
+        }
+    }
+    for (prefix, entries) in buckets {
+        for part in entries.chunks(ID_BUCKET_MAX) {
+            batch.push((
+                layout::id_bucket_key(prefix, part[0].1).to_vec(),
+                format::encode_id_bucket(part),
+            ));
         }
     }
 }
@@ -548,6 +670,11 @@ struct Writer<B> {
     shared: Arc<Shared<B>>,
     rx: flume::Receiver<Msg>,
     heads: HashMap<StreamId, Version>,
+    /// The stored ids of each UUID v7 bucket prefix looked up lately, kept up to date with
+    /// every commit: the ids of one millisecond are looked up by many groups in a row.
+    ids: HashMap<[u8; ID_PREFIX], HashMap<EventId, Position>>,
+    /// How many ids `ids` holds.
+    cached_ids: usize,
     next_position: Position,
     last_ts: Timestamp,
     /// Written but not yet synced (`Periodic` mode).
@@ -687,7 +814,7 @@ impl<B: Backend> Writer<B> {
             let result = self.prepare(&r.stream, r.expected, r.events, &mut group);
             replies.push((r.reply, result));
         }
-        Self::chunk_group(&mut group);
+        self.index_group(&mut group);
         let mut put_replies = Vec::with_capacity(puts.len());
         for (k, v, r) in puts {
             group.batch.push((k, v));
@@ -720,6 +847,16 @@ impl<B: Backend> Writer<B> {
                 self.heads.clear();
             }
             self.heads.extend(group.heads);
+            for (id, p) in group.ids {
+                if let Some(bucket) = self.ids.get_mut(&format::id_prefix(id)) {
+                    bucket.insert(id, p);
+                    self.cached_ids += 1;
+                }
+            }
+            if self.cached_ids > ID_CACHE_LIMIT {
+                self.ids.clear();
+                self.cached_ids = 0;
+            }
             self.next_position = group.next_position;
             self.last_ts = group.ts;
             let head = Position(group.next_position.0 - 1);
@@ -740,11 +877,13 @@ impl<B: Backend> Writer<B> {
     }
 
     /// Writes the group's records as chunks of about `CHUNK_TARGET_BYTES` (one key for many
-    /// appends), and one stream-index entry per run of one append inside one chunk.
-    fn chunk_group(group: &mut Group) {
+    /// appends), its runs into the stream index, and its ids into the id index.
+    fn index_group(&self, group: &mut Group) {
         let records = &group.records;
         let mut buf = Vec::new();
         let mut chunk_start = 0usize;
+        // Each stream's runs in this group: (stream, first version, run).
+        let mut runs: Vec<(&StreamId, Version, IndexEntry)> = Vec::new();
         for i in 0..records.len() {
             format::encode_record(&records[i], &mut buf);
             let last_of_all = i + 1 == records.len();
@@ -765,17 +904,62 @@ impl<B: Backend> Writer<B> {
                     a.stream != b.stream || b.version.0 != a.version.0 + 1
                 };
                 if ends {
-                    let entry = IndexEntry {
+                    let run = IndexEntry {
                         chunk,
                         first_position: records[run_start].position,
                         count: (j + 1 - run_start) as u32,
                     };
-                    let key = stream_key(&records[j].stream, records[j].version);
-                    group.batch.push((key, entry.encode().to_vec()));
+                    runs.push((&records[j].stream, records[run_start].version, run));
                     run_start = j + 1;
                 }
             }
             chunk_start = i + 1;
+        }
+        let mut batch = Vec::new();
+        self.index_runs(runs, &mut batch);
+        index_ids(records, &mut batch);
+        group.batch.extend(batch);
+    }
+
+    /// Adds each run to its stream's newest entry while that one has room (rewriting it in
+    /// place), or starts a new entry.
+    fn index_runs(
+        &self,
+        runs: Vec<(&StreamId, Version, IndexEntry)>,
+        batch: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    ) {
+        let mut open: HashMap<&StreamId, StreamEntry> = HashMap::new();
+        let mut order = Vec::new();
+        for (stream, first, run) in runs {
+            if let Some(entry) = open.get_mut(stream) {
+                if entry.extendable() {
+                    entry.runs.push(run);
+                } else {
+                    let full = std::mem::replace(entry, StreamEntry::new(first, run));
+                    batch.push((stream_key(stream, full.key_version()), full.encode()));
+                }
+                continue;
+            }
+            let entry = match self.shared.last_entry(stream) {
+                Ok(Some(mut last)) if last.extendable() && last.last_version().next() == first => {
+                    last.runs.push(run);
+                    last
+                }
+                Ok(_) => StreamEntry::new(first, run),
+                Err(e) => {
+                    // A damaged entry stays as it is (reads of it report it); new runs go
+                    // to a new entry.
+                    tracing::warn!(%stream, error = %e, "stream index entry unreadable");
+                    StreamEntry::new(first, run)
+                }
+            };
+            open.insert(stream, entry);
+            order.push(stream);
+        }
+        for stream in order {
+            if let Some(entry) = open.remove(stream) {
+                batch.push((stream_key(stream, entry.key_version()), entry.encode()));
+            }
         }
     }
 
@@ -791,14 +975,30 @@ impl<B: Backend> Writer<B> {
         Ok(v)
     }
 
-    fn lookup_id(&self, id: EventId, group: &Group) -> Result<Option<Position>> {
+    fn lookup_id(&mut self, id: EventId, group: &Group) -> Result<Option<Position>> {
         if let Some(p) = group.ids.get(&id) {
             return Ok(Some(*p));
         }
-        match self.shared.backend.get(&id_key(id))? {
-            Some(v) => format::decode_id_entry(v.as_ref(), id).map(Some),
-            None => Ok(None),
+        if !format::bucketed(id) {
+            return self.shared.lookup_id(id);
         }
+        let prefix = format::id_prefix(id);
+        if let Some(bucket) = self.ids.get(&prefix) {
+            return Ok(bucket.get(&id).copied());
+        }
+        let mut stored = HashMap::new();
+        self.shared.scan_bucket(id, &mut |other, p| {
+            stored.insert(other, p);
+            CONTINUE
+        })?;
+        let found = stored.get(&id).copied();
+        if self.cached_ids + stored.len() > ID_CACHE_LIMIT {
+            self.ids.clear();
+            self.cached_ids = 0;
+        }
+        self.cached_ids += stored.len();
+        self.ids.insert(prefix, stored);
+        Ok(found)
     }
 
     /// The stored events at `first..first + n`, from this group or from storage.
@@ -812,7 +1012,7 @@ impl<B: Backend> Writer<B> {
 
     /// Idempotency: `Some(original result)` when these exact events were appended before.
     fn check_ids(
-        &self,
+        &mut self,
         stream: &StreamId,
         events: &[EventData],
         group: &Group,
@@ -901,10 +1101,6 @@ impl<B: Backend> Writer<B> {
             });
         }
         for r in &records {
-            group.batch.push((
-                id_key(r.id).to_vec(),
-                format::encode_id_entry(r.position).to_vec(),
-            ));
             group.ids.insert(r.id, r.position);
         }
         let last = &records[records.len() - 1];

@@ -1,5 +1,5 @@
-//! The stored byte format, version 1. These bytes last forever: every change gets a new
-//! format byte, and decoders of every old format stay.
+//! The stored byte formats. These bytes last forever: every change gets a new format byte,
+//! and decoders of every old format stay.
 //!
 //! # Records
 //!
@@ -30,11 +30,13 @@
 //!
 //! # Index entries
 //!
-//! A stream index entry (key: stream + last version of a run) names a run of the stream's
-//! events inside one chunk. Format 2: `format u8 (= 2) | chunk position u64 | first position
-//! u64 | count u32 | crc32 u32`; format 1 (still read) had no chunk position (the run started
-//! the chunk): `format u8 (= 1) | first position u64 | count u32 | crc32 u32`. An event-id
-//! index entry is `format u8 (= 1) | position u64 | crc32 u32`.
+//! The stream index and the event-id index are in [`index`] (re-exported here).
+
+pub mod index;
+
+pub use index::*;
+
+use index::trailing_crc_ok;
 
 use annals_core::{
     CodecId, Error, EventId, Metadata, Position, RecordedEvent, StreamId, Timestamp, Uuid, Version,
@@ -48,11 +50,6 @@ pub const CHUNK_FORMAT_V1: u8 = 1;
 /// Chunk format 2 (written by this build): the records of one group commit, any streams,
 /// contiguous positions.
 pub const CHUNK_FORMAT_V2: u8 = 2;
-/// Index-entry format 1 (the run starts its chunk). Read, no longer written for stream
-/// entries; still written for event-id entries.
-pub const INDEX_FORMAT_V1: u8 = 1;
-/// Stream-index-entry format 2 (written by this build): names the chunk and the run in it.
-pub const INDEX_FORMAT_V2: u8 = 2;
 /// Chunks are cut once they reach this size (a single larger record gets a chunk of its own).
 /// Small values keep sled's nodes small, which keeps them out of sled's blob files.
 pub const CHUNK_TARGET_BYTES: usize = 4096;
@@ -410,118 +407,6 @@ fn decode_chunk_records(
         ));
     }
     Ok(())
-}
-
-/// A decoded stream-index entry: the run of `count` events of the stream starting at
-/// `first_position` (versions `last_version - count + 1 ..= last_version`) lies in the chunk
-/// stored under `chunk`.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct IndexEntry {
-    /// Position of the first event of the chunk holding the run.
-    pub chunk: Position,
-    /// Position of the run's first event.
-    pub first_position: Position,
-    /// Number of events in the run.
-    pub count: u32,
-}
-
-impl IndexEntry {
-    /// Encodes the entry (format 2).
-    pub fn encode(&self) -> [u8; 25] {
-        let mut out = [0u8; 25];
-        out[0] = INDEX_FORMAT_V2;
-        out[1..9].copy_from_slice(&self.chunk.0.to_le_bytes());
-        out[9..17].copy_from_slice(&self.first_position.0.to_le_bytes());
-        out[17..21].copy_from_slice(&self.count.to_le_bytes());
-        let crc = crc32fast::hash(&out[..21]);
-        out[21..25].copy_from_slice(&crc.to_le_bytes());
-        out
-    }
-
-    /// Encodes the entry in format 1 (fixtures and tests only; `chunk` must equal
-    /// `first_position`).
-    pub fn encode_v1(&self) -> [u8; 17] {
-        let mut out = [0u8; 17];
-        out[0] = INDEX_FORMAT_V1;
-        out[1..9].copy_from_slice(&self.first_position.0.to_le_bytes());
-        out[9..13].copy_from_slice(&self.count.to_le_bytes());
-        let crc = crc32fast::hash(&out[..13]);
-        out[13..17].copy_from_slice(&crc.to_le_bytes());
-        out
-    }
-
-    /// Decodes an entry of format 1 or 2; `what` names it in errors.
-    ///
-    /// # Errors
-    /// [`Error::Corrupt`] on a bad length, format or checksum.
-    pub fn decode(bytes: &[u8], what: &str) -> Result<Self, Error> {
-        let bad = |reason: &str| Error::corrupt(Position::NONE, format!("{what}: {reason}"));
-        let u64_at = |at: usize| {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&bytes[at..at + 8]);
-            u64::from_le_bytes(b)
-        };
-        let u32_at = |at: usize| {
-            u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
-        };
-        let entry = match (bytes.first(), bytes.len()) {
-            (Some(&INDEX_FORMAT_V1), 17) => IndexEntry {
-                chunk: Position(u64_at(1)),
-                first_position: Position(u64_at(1)),
-                count: u32_at(9),
-            },
-            (Some(&INDEX_FORMAT_V2), 25) => IndexEntry {
-                chunk: Position(u64_at(1)),
-                first_position: Position(u64_at(9)),
-                count: u32_at(17),
-            },
-            _ => return Err(bad("unknown index format or wrong length")),
-        };
-        if !trailing_crc_ok(bytes) {
-            return Err(bad("checksum mismatch"));
-        }
-        if entry.count == 0 || entry.chunk == Position::NONE || entry.first_position < entry.chunk {
-            return Err(bad("empty or inconsistent entry"));
-        }
-        Ok(entry)
-    }
-}
-
-/// Whether the last four bytes of `bytes` are the CRC-32 (LE) of the bytes before them.
-fn trailing_crc_ok(bytes: &[u8]) -> bool {
-    let Some(split) = bytes.len().checked_sub(4) else {
-        return false;
-    };
-    let (body, crc) = bytes.split_at(split);
-    crc32fast::hash(body) == u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]])
-}
-
-/// Encodes an event-id index entry.
-pub fn encode_id_entry(position: Position) -> [u8; 13] {
-    let mut out = [0u8; 13];
-    out[0] = INDEX_FORMAT_V1;
-    out[1..9].copy_from_slice(&position.0.to_le_bytes());
-    let crc = crc32fast::hash(&out[..9]);
-    out[9..13].copy_from_slice(&crc.to_le_bytes());
-    out
-}
-
-/// Decodes an event-id index entry.
-///
-/// # Errors
-/// [`Error::Corrupt`] on a bad length, format or checksum.
-pub fn decode_id_entry(bytes: &[u8], id: EventId) -> Result<Position, Error> {
-    let bad =
-        |reason: &str| Error::corrupt(Position::NONE, format!("id index entry of {id}: {reason}"));
-    if bytes.len() != 13 || bytes[0] != INDEX_FORMAT_V1 {
-        return Err(bad("wrong length or format"));
-    }
-    if !trailing_crc_ok(bytes) {
-        return Err(bad("checksum mismatch"));
-    }
-    let mut p = [0u8; 8];
-    p.copy_from_slice(&bytes[1..9]);
-    Ok(Position(u64::from_le_bytes(p)))
 }
 
 /// The snapshot format written by this build.

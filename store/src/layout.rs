@@ -3,8 +3,9 @@
 //! | key                                   | value                         |
 //! |---------------------------------------|-------------------------------|
 //! | `e` + first position (u64 BE)         | a chunk of records            |
-//! | `s` + stream + `0x00` + last version (u64 BE) | stream index entry    |
-//! | `i` + event id (16 bytes)             | event-id index entry          |
+//! | `s` + stream + `0x00` + version (u64 BE) | stream index entry (first version in format 3, last in 1 and 2) |
+//! | `i` + id prefix (10 bytes) + position (u64 BE) | event-id bucket (format 2) |
+//! | `i` + event id (16 bytes)             | event-id index entry (format 1, read only) |
 //! | `n` + stream                          | the stream's latest snapshot  |
 //! | `m` + name                            | store metadata (`mformat`)    |
 //!
@@ -12,6 +13,8 @@
 //! one stream's keys never interleave with another's.
 
 use annals_core::{EventId, Position, StreamId, Version};
+
+use crate::format::index::{ID_PREFIX, id_prefix};
 
 /// Prefix byte of chunk keys.
 pub const EVENTS: u8 = b'e';
@@ -23,8 +26,12 @@ pub const IDS: u8 = b'i';
 pub const SNAPSHOTS: u8 = b'n';
 /// Key of the store format marker.
 pub const FORMAT_KEY: &[u8] = b"mformat";
-/// The store format this build writes and reads.
-pub const STORE_FORMAT: u8 = 1;
+/// The store format this build writes. Format 2 stores hold multi-run stream-index entries
+/// and id buckets ([`crate::format::index`]), which a build of format 1 would misread, so the
+/// marker keeps such builds out; a format-1 store is upgraded (its marker rewritten) on open.
+pub const STORE_FORMAT: u8 = 2;
+/// The store formats this build opens.
+pub const STORE_FORMATS_READ: [u8; 2] = [1, 2];
 
 /// The key of the chunk starting at `position`.
 pub fn event_key(position: Position) -> [u8; 9] {
@@ -65,12 +72,42 @@ pub fn parse_stream_key(key: &[u8]) -> Option<(&[u8], Version)> {
     Some((&key[1..key.len() - 9], Version(u64::from_be_bytes(b))))
 }
 
-/// The key of the id index entry of `id`.
+/// The key of the format-1 id index entry of `id`.
 pub fn id_key(id: EventId) -> [u8; 17] {
     let mut k = [0u8; 17];
     k[0] = IDS;
     k[1..].copy_from_slice(id.as_bytes());
     k
+}
+
+/// The id a format-1 id-index key names, if `key` is one.
+pub fn parse_id_key(key: &[u8]) -> Option<EventId> {
+    if key.len() != 17 || key[0] != IDS {
+        return None;
+    }
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&key[1..]);
+    Some(EventId::from_bytes(id))
+}
+
+/// The key of the id bucket of `prefix` whose first entry is at `first`.
+pub fn id_bucket_key(prefix: [u8; ID_PREFIX], first: Position) -> [u8; 1 + ID_PREFIX + 8] {
+    let mut k = [0u8; 1 + ID_PREFIX + 8];
+    k[0] = IDS;
+    k[1..=ID_PREFIX].copy_from_slice(&prefix);
+    k[1 + ID_PREFIX..].copy_from_slice(&first.0.to_be_bytes());
+    k
+}
+
+/// The key range holding every id-index key (both formats) that may name `id`.
+pub fn id_range(id: EventId) -> ([u8; 1 + ID_PREFIX], [u8; 1 + ID_PREFIX + 8]) {
+    let prefix = id_prefix(id);
+    let mut lo = [0u8; 1 + ID_PREFIX];
+    lo[0] = IDS;
+    lo[1..].copy_from_slice(&prefix);
+    let mut hi = [0xffu8; 1 + ID_PREFIX + 8];
+    hi[..=ID_PREFIX].copy_from_slice(&lo);
+    (lo, hi)
 }
 
 /// The key of `stream`'s snapshot.

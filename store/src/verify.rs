@@ -5,8 +5,8 @@ use std::path::Path;
 
 use annals_core::{Error, EventId, Position, StreamId, Version};
 
-use crate::format::{self, IndexEntry};
-use crate::layout::{self, parse_event_key, parse_stream_key};
+use crate::format::{self, StreamEntry};
+use crate::layout::{self, parse_event_key, parse_id_key, parse_stream_key};
 
 /// One problem found by [`verify`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -128,7 +128,7 @@ pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport, Error> {
             );
             break;
         };
-        let Some((name, last)) = parse_stream_key(&k) else {
+        let Some((name, key_version)) = parse_stream_key(&k) else {
             problem(
                 &mut report,
                 Position::NONE,
@@ -137,17 +137,19 @@ pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport, Error> {
             continue;
         };
         let name = String::from_utf8_lossy(name).into_owned();
-        let entry =
-            match IndexEntry::decode(&v, &format!("index entry of {name} at version {last}")) {
-                Ok(e) => e,
-                Err(e) => {
-                    problem(&mut report, Position::NONE, e.to_string());
-                    continue;
-                }
-            };
-        for i in 0..u64::from(entry.count) {
-            let p = Position(entry.first_position.0 + i);
-            let version = Version(last.0 + 1 + i - u64::from(entry.count));
+        let what = format!("index entry of {name} at version {key_version}");
+        let entry = match StreamEntry::decode(key_version, &v, &what) {
+            Ok(e) => e,
+            Err(e) => {
+                problem(&mut report, Position::NONE, e.to_string());
+                continue;
+            }
+        };
+        let covers = entry.runs_with_versions().flat_map(|(first, run)| {
+            (0..u64::from(run.count))
+                .map(move |i| (Position(run.first_position.0 + i), Version(first.0 + i)))
+        });
+        for (p, version) in covers {
             match events.get(&p) {
                 Some((s, v, _)) if s.as_str() == name && *v == version => {
                     *covered.entry(p).or_default() += 1
@@ -190,19 +192,36 @@ pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport, Error> {
             );
             break;
         };
-        let mut raw = [0u8; 16];
-        if k.len() != 17 {
-            problem(
-                &mut report,
+        let entries = match parse_id_key(&k) {
+            Some(id) => format::decode_id_entry(&v, id).map(|p| vec![(id, p)]),
+            None if k.len() == layout::id_bucket_key([0; format::ID_PREFIX], Position(0)).len() => {
+                format::decode_id_bucket(&v).and_then(|entries| {
+                    if entries.iter().all(|(id, _)| {
+                        format::bucketed(*id) && k[1..=format::ID_PREFIX] == format::id_prefix(*id)
+                    }) {
+                        Ok(entries)
+                    } else {
+                        Err(Error::corrupt(
+                            Position::NONE,
+                            format!("id bucket {k:?} holds an id of another prefix"),
+                        ))
+                    }
+                })
+            }
+            None => Err(Error::corrupt(
                 Position::NONE,
                 format!("malformed id key {k:?}"),
-            );
-            continue;
-        }
-        raw.copy_from_slice(&k[1..]);
-        let id = EventId::from_bytes(raw);
-        match format::decode_id_entry(&v, id) {
-            Ok(p) => match events.get(&p) {
+            )),
+        };
+        let entries = match entries {
+            Ok(e) => e,
+            Err(e) => {
+                problem(&mut report, Position::NONE, e.to_string());
+                continue;
+            }
+        };
+        for (id, p) in entries {
+            match events.get(&p) {
                 Some((_, _, stored)) if *stored == id => ids += 1,
                 Some(_) => problem(
                     &mut report,
@@ -214,8 +233,7 @@ pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport, Error> {
                     p,
                     format!("id index of {id} points past the log"),
                 ),
-            },
-            Err(e) => problem(&mut report, Position::NONE, e.to_string()),
+            }
         }
     }
     let events = report.events;
