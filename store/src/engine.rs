@@ -102,21 +102,16 @@ fn same_error(e: &Error) -> Error {
 impl<B: Backend> Engine<B> {
     /// Opens the engine on `backend`: checks the format, finds the head, starts the writer.
     pub(crate) fn open(backend: B, config: StoreConfig, name: &str) -> Result<Self> {
-        match backend.get(layout::FORMAT_KEY)? {
-            Some(v) if v.as_ref() == [layout::STORE_FORMAT] => {}
+        let write_marker = match backend.get(layout::FORMAT_KEY)? {
+            Some(v) if v.as_ref() == [layout::STORE_FORMAT] => false,
+            // An older format this build reads; what it writes from now on needs the new
+            // marker, so older builds refuse the store instead of misreading it.
             Some(v)
                 if layout::STORE_FORMATS_READ
                     .iter()
                     .any(|f| v.as_ref() == [*f]) =>
             {
-                // An older format this build reads; what it writes from now on needs the new
-                // marker, so older builds refuse the store instead of misreading it.
-                backend.apply(vec![(
-                    layout::FORMAT_KEY.to_vec(),
-                    vec![layout::STORE_FORMAT],
-                )])?;
-                backend.flush()?;
-                backend.sync_data()?;
+                true
             }
             Some(v) => {
                 let v = v.as_ref();
@@ -134,13 +129,16 @@ impl<B: Backend> Engine<B> {
                 if !empty {
                     return Err(Error::Storage("store has data but no format marker".into()));
                 }
-                backend.apply(vec![(
-                    layout::FORMAT_KEY.to_vec(),
-                    vec![layout::STORE_FORMAT],
-                )])?;
-                backend.flush()?;
-                backend.sync_data()?;
+                true
             }
+        };
+        if write_marker {
+            backend.apply(vec![(
+                layout::FORMAT_KEY.to_vec(),
+                vec![layout::STORE_FORMAT],
+            )])?;
+            backend.flush()?;
+            backend.sync_data()?;
         }
         let mut last: Option<RecordedEvent> = None;
         backend.scan(
@@ -553,32 +551,36 @@ impl<B: Backend> Shared<B> {
     /// The version of `stream`'s last event at or before `bound`.
     fn stream_head(&self, stream: &StreamId, bound: Position) -> Result<Option<Version>> {
         let mut head = None;
-        self.backend.scan(
-            &stream_key(stream, Version::NONE),
-            &stream_key(stream, Version::MAX),
-            true,
-            &mut |k, v| {
-                // The newest entries may be all past `bound` (a group not visible yet).
-                head = Self::entry(stream, k, v)?.last_version_within(bound);
-                Ok(if head.is_some() { BREAK } else { CONTINUE })
-            },
-        )?;
+        self.newest_first(stream, &mut |entry| {
+            // The newest entries may be all past `bound` (a group not visible yet).
+            head = entry.last_version_within(bound);
+            if head.is_some() { BREAK } else { CONTINUE }
+        })?;
         Ok(head)
     }
 
     /// `stream`'s newest index entry (whatever its positions), if the stream exists.
     fn last_entry(&self, stream: &StreamId) -> Result<Option<StreamEntry>> {
         let mut last = None;
+        self.newest_first(stream, &mut |entry| {
+            last = Some(entry);
+            BREAK
+        })?;
+        Ok(last)
+    }
+
+    /// Visits `stream`'s index entries, newest first, until `f` says stop.
+    fn newest_first(
+        &self,
+        stream: &StreamId,
+        f: &mut dyn FnMut(StreamEntry) -> Flow,
+    ) -> Result<()> {
         self.backend.scan(
             &stream_key(stream, Version::NONE),
             &stream_key(stream, Version::MAX),
             true,
-            &mut |k, v| {
-                last = Some(Self::entry(stream, k, v)?);
-                Ok(BREAK)
-            },
-        )?;
-        Ok(last)
+            &mut |k, v| Ok(f(Self::entry(stream, k, v)?)),
+        )
     }
 
     /// Where the event with `id` is stored, if it is (visible or not).

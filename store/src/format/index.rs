@@ -101,9 +101,43 @@ pub(crate) fn trailing_crc_ok(bytes: &[u8]) -> bool {
     crc32fast::hash(body) == u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]])
 }
 
-fn push_crc(out: &mut Vec<u8>) {
-    let crc = crc32fast::hash(out);
+/// Encodes `format u8 | count u16 | items | crc32 u32`, each item written by `put` in
+/// `item_len` bytes (`items` holds at most `u16::MAX`: the writer's caps keep far below).
+fn encode_counted<T>(
+    format: u8,
+    items: &[T],
+    item_len: usize,
+    put: impl Fn(&T, &mut Vec<u8>),
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(7 + item_len * items.len());
+    out.push(format);
+    out.extend_from_slice(&(items.len() as u16).to_le_bytes());
+    for item in items {
+        put(item, &mut out);
+    }
+    let crc = crc32fast::hash(&out);
     out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// The items of a `format u8 | count u16 | items | crc32 u32` value, checked for format,
+/// length and checksum.
+fn counted_items(
+    bytes: &[u8],
+    format: u8,
+    item_len: usize,
+) -> Result<std::slice::ChunksExact<'_, u8>, &'static str> {
+    if bytes.len() < 3 || bytes[0] != format {
+        return Err("unknown format or truncated");
+    }
+    let n = usize::from(u16::from_le_bytes([bytes[1], bytes[2]]));
+    if n == 0 || bytes.len() != 3 + n * item_len + 4 {
+        return Err("wrong length for its count");
+    }
+    if !trailing_crc_ok(bytes) {
+        return Err("checksum mismatch");
+    }
+    Ok(bytes[3..bytes.len() - 4].chunks_exact(item_len))
 }
 
 impl IndexEntry {
@@ -255,16 +289,11 @@ impl StreamEntry {
 
     /// Encodes the entry in format 3 (stored under the key of [`Self::first_version`]).
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(7 + RUN_BYTES * self.runs.len());
-        out.push(INDEX_FORMAT_V3);
-        out.extend_from_slice(&(self.runs.len() as u16).to_le_bytes());
-        for r in &self.runs {
+        encode_counted(INDEX_FORMAT_V3, &self.runs, RUN_BYTES, |r, out| {
             out.extend_from_slice(&r.chunk.0.to_le_bytes());
             out.extend_from_slice(&r.first_position.0.to_le_bytes());
             out.extend_from_slice(&r.count.to_le_bytes());
-        }
-        push_crc(&mut out);
-        out
+        })
     }
 
     /// Decodes the value stored under a stream-index key naming `key_version`; `what` names
@@ -286,24 +315,14 @@ impl StreamEntry {
                 format: bytes[0],
             });
         }
-        if bytes.len() < 3 {
-            return Err(bad("truncated"));
-        }
-        let n = usize::from(u16::from_le_bytes([bytes[1], bytes[2]]));
-        if n == 0 || bytes.len() != 3 + n * RUN_BYTES + 4 {
-            return Err(bad("wrong length for its run count"));
-        }
-        if !trailing_crc_ok(bytes) {
-            return Err(bad("checksum mismatch"));
-        }
-        let mut runs: Vec<IndexEntry> = Vec::with_capacity(n);
+        let items = counted_items(bytes, INDEX_FORMAT_V3, RUN_BYTES).map_err(&bad)?;
+        let mut runs: Vec<IndexEntry> = Vec::with_capacity(items.len());
         let mut total = 0u64;
-        for i in 0..n {
-            let at = 3 + i * RUN_BYTES;
+        for item in items {
             let run = IndexEntry {
-                chunk: Position(u64_at(bytes, at)),
-                first_position: Position(u64_at(bytes, at + 8)),
-                count: u32_at(bytes, at + 16),
+                chunk: Position(u64_at(item, 0)),
+                first_position: Position(u64_at(item, 8)),
+                count: u32_at(item, 16),
             };
             run.check().map_err(&bad)?;
             if runs
@@ -370,15 +389,15 @@ pub fn id_prefix(id: EventId) -> [u8; ID_PREFIX] {
 /// Encodes an id bucket (format 2) of `entries` (at most [`ID_BUCKET_MAX`] of them, sharing
 /// their first [`ID_PREFIX`] bytes).
 pub fn encode_id_bucket(entries: &[(EventId, Position)]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(7 + ID_ENTRY_BYTES * entries.len());
-    out.push(ID_BUCKET_FORMAT_V2);
-    out.extend_from_slice(&(entries.len() as u16).to_le_bytes());
-    for (id, p) in entries {
-        out.extend_from_slice(id.as_bytes());
-        out.extend_from_slice(&p.0.to_le_bytes());
-    }
-    push_crc(&mut out);
-    out
+    encode_counted(
+        ID_BUCKET_FORMAT_V2,
+        entries,
+        ID_ENTRY_BYTES,
+        |(id, p), out| {
+            out.extend_from_slice(id.as_bytes());
+            out.extend_from_slice(&p.0.to_le_bytes());
+        },
+    )
 }
 
 /// Decodes an id bucket.
@@ -387,22 +406,12 @@ pub fn encode_id_bucket(entries: &[(EventId, Position)]) -> Vec<u8> {
 /// [`Error::Corrupt`] on a bad length, format or checksum, or a zero position.
 pub fn decode_id_bucket(bytes: &[u8]) -> Result<Vec<(EventId, Position)>, Error> {
     let bad = |reason: &str| Error::corrupt(Position::NONE, format!("id bucket: {reason}"));
-    if bytes.len() < 3 || bytes[0] != ID_BUCKET_FORMAT_V2 {
-        return Err(bad("unknown format or truncated"));
-    }
-    let n = usize::from(u16::from_le_bytes([bytes[1], bytes[2]]));
-    if n == 0 || bytes.len() != 3 + n * ID_ENTRY_BYTES + 4 {
-        return Err(bad("wrong length for its count"));
-    }
-    if !trailing_crc_ok(bytes) {
-        return Err(bad("checksum mismatch"));
-    }
-    let mut out = Vec::with_capacity(n);
-    for i in 0..n {
-        let at = 3 + i * ID_ENTRY_BYTES;
+    let items = counted_items(bytes, ID_BUCKET_FORMAT_V2, ID_ENTRY_BYTES).map_err(&bad)?;
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
         let mut id = [0u8; 16];
-        id.copy_from_slice(&bytes[at..at + 16]);
-        let p = Position(u64_at(bytes, at + 16));
+        id.copy_from_slice(&item[..16]);
+        let p = Position(u64_at(item, 16));
         if p == Position::NONE {
             return Err(bad("position 0"));
         }
