@@ -359,33 +359,39 @@ pub async fn long_streams_of_many_appends<H: Harness>(mut h: H) {
     }
     check_ranges(&s, &a, 5, &[1, 100]).await;
     let s = h.reopen(s).await;
-    // Several appenders at once: a group may carry several runs of the stream.
-    let mut tasks = Vec::new();
-    for t in 0..8usize {
-        let s = s.clone();
-        let a = a.clone();
-        tasks.push(tokio::spawn(async move {
-            for _ in 0..5 {
-                s.append(&a, ExpectedVersion::Any, events("C", 1 + t % 2))
+    // Many appends at once, to the stream and to others in between: a group may carry more
+    // runs of the stream than one index entry holds.
+    for _ in 0..3 {
+        let mut tasks = Vec::new();
+        for t in 0..48usize {
+            let s = s.clone();
+            let stream = if t % 2 == 0 {
+                a.clone()
+            } else {
+                sid(&format!("own-{t}"))
+            };
+            let n = if t % 4 == 0 { 1 } else { 2 };
+            tasks.push(tokio::spawn(async move {
+                s.append(&stream, ExpectedVersion::Any, events("C", n))
                     .await
                     .unwrap();
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
     }
     let log = all(&s).await;
     check_contiguous(&log);
-    assert_eq!(log.iter().filter(|e| e.stream == a).count(), 64 + 60);
+    assert_eq!(log.iter().filter(|e| e.stream == a).count(), 64 + 108);
     check_ranges(&s, &a, 9, &[1, 7, 1000]).await;
     let s = h.reopen(s).await;
-    assert_eq!(s.stream_head(&a).await.unwrap(), Some(Version(124)));
+    assert_eq!(s.stream_head(&a).await.unwrap(), Some(Version(172)));
     let r = s
-        .append(&a, ExpectedVersion::Exact(Version(124)), events("E", 1))
+        .append(&a, ExpectedVersion::Exact(Version(172)), events("E", 1))
         .await
         .unwrap();
-    assert_eq!(r.first_version, Version(125));
+    assert_eq!(r.first_version, Version(173));
 }
 
 /// Idempotency and lookups by id hold for ids of every kind: UUID v7 (several appends in one
