@@ -610,6 +610,12 @@ impl<B: Backend> Shared<B> {
             if let Some(old) = layout::parse_id_key(k) {
                 return Ok(f(old, format::decode_id_entry(v, old)?));
             }
+            if layout::parse_id_bucket_key(k).is_none() {
+                return Err(Error::corrupt(
+                    Position::NONE,
+                    format!("malformed id key {k:?}"),
+                ));
+            }
             for (other, p) in format::decode_id_bucket(v)? {
                 if f(other, p).is_break() {
                     return Ok(BREAK);
@@ -661,6 +667,9 @@ struct Group {
     batch: Vec<(Vec<u8>, Vec<u8>)>,
     heads: HashMap<StreamId, Version>,
     ids: HashMap<EventId, Position>,
+    /// The newest stored index entry of each stream whose head was read from storage in this
+    /// group (`None`: a new stream), for the stream index to extend without reading it again.
+    newest: HashMap<StreamId, Option<StreamEntry>>,
     first_position: Position,
     next_position: Position,
     /// The events of this group in position order (for idempotency checks within it).
@@ -806,6 +815,7 @@ impl<B: Backend> Writer<B> {
             batch: Vec::new(),
             heads: HashMap::new(),
             ids: HashMap::new(),
+            newest: HashMap::new(),
             first_position: self.next_position,
             next_position: self.next_position,
             records: Vec::new(),
@@ -881,6 +891,7 @@ impl<B: Backend> Writer<B> {
     /// Writes the group's records as chunks of about `CHUNK_TARGET_BYTES` (one key for many
     /// appends), its runs into the stream index, and its ids into the id index.
     fn index_group(&self, group: &mut Group) {
+        let newest = &mut group.newest;
         let records = &group.records;
         let mut buf = Vec::new();
         let mut chunk_start = 0usize;
@@ -918,7 +929,7 @@ impl<B: Backend> Writer<B> {
             chunk_start = i + 1;
         }
         let mut batch = Vec::new();
-        self.index_runs(runs, &mut batch);
+        self.index_runs(runs, newest, &mut batch);
         index_ids(records, &mut batch);
         group.batch.extend(batch);
     }
@@ -928,10 +939,10 @@ impl<B: Backend> Writer<B> {
     fn index_runs(
         &self,
         runs: Vec<(&StreamId, Version, IndexEntry)>,
+        newest: &mut HashMap<StreamId, Option<StreamEntry>>,
         batch: &mut Vec<(Vec<u8>, Vec<u8>)>,
     ) {
         let mut open: HashMap<&StreamId, StreamEntry> = HashMap::new();
-        let mut order = Vec::new();
         for (stream, first, run) in runs {
             if let Some(entry) = open.get_mut(stream) {
                 if entry.extendable() {
@@ -942,7 +953,11 @@ impl<B: Backend> Writer<B> {
                 }
                 continue;
             }
-            let entry = match self.shared.last_entry(stream) {
+            let stored = match newest.remove(stream) {
+                Some(known) => Ok(known),
+                None => self.shared.last_entry(stream),
+            };
+            let entry = match stored {
                 Ok(Some(mut last)) if last.extendable() && last.last_version().next() == first => {
                     last.runs.push(run);
                     last
@@ -956,23 +971,22 @@ impl<B: Backend> Writer<B> {
                 }
             };
             open.insert(stream, entry);
-            order.push(stream);
         }
-        for stream in order {
-            if let Some(entry) = open.remove(stream) {
-                batch.push((stream_key(stream, entry.key_version()), entry.encode()));
-            }
+        for (stream, entry) in open {
+            batch.push((stream_key(stream, entry.key_version()), entry.encode()));
         }
     }
 
-    fn head(&mut self, stream: &StreamId, group: &Group) -> Result<Version> {
+    fn head(&mut self, stream: &StreamId, group: &mut Group) -> Result<Version> {
         if let Some(v) = group.heads.get(stream).or_else(|| self.heads.get(stream)) {
             return Ok(*v);
         }
-        let v = self
-            .shared
-            .stream_head(stream, Position::MAX)?
-            .unwrap_or(Version::NONE);
+        // The writer sees every stored entry: the head is the newest entry's last version.
+        let newest = self.shared.last_entry(stream)?;
+        let v = newest
+            .as_ref()
+            .map_or(Version::NONE, StreamEntry::last_version);
+        group.newest.insert(stream.clone(), newest);
         self.heads.insert(stream.clone(), v);
         Ok(v)
     }

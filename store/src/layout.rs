@@ -99,6 +99,16 @@ pub fn id_bucket_key(prefix: [u8; ID_PREFIX], first: Position) -> [u8; 1 + ID_PR
     k
 }
 
+/// The id prefix an id-bucket key names, if `key` is one.
+pub fn parse_id_bucket_key(key: &[u8]) -> Option<[u8; ID_PREFIX]> {
+    if key.len() != 1 + ID_PREFIX + 8 || key[0] != IDS {
+        return None;
+    }
+    let mut prefix = [0u8; ID_PREFIX];
+    prefix.copy_from_slice(&key[1..=ID_PREFIX]);
+    Some(prefix)
+}
+
 /// The key range holding every id-index key (both formats) that may name `id`.
 pub fn id_range(id: EventId) -> ([u8; 1 + ID_PREFIX], [u8; 1 + ID_PREFIX + 8]) {
     let prefix = id_prefix(id);

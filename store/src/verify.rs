@@ -6,7 +6,7 @@ use std::path::Path;
 use annals_core::{Error, EventId, Position, StreamId, Version};
 
 use crate::format::{self, StreamEntry};
-use crate::layout::{self, parse_event_key, parse_id_key, parse_stream_key};
+use crate::layout::{self, parse_event_key, parse_id_bucket_key, parse_id_key, parse_stream_key};
 
 /// One problem found by [`verify`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -192,23 +192,22 @@ pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport, Error> {
             );
             break;
         };
-        let entries = match parse_id_key(&k) {
-            Some(id) => format::decode_id_entry(&v, id).map(|p| vec![(id, p)]),
-            None if k.len() == layout::id_bucket_key([0; format::ID_PREFIX], Position(0)).len() => {
-                format::decode_id_bucket(&v).and_then(|entries| {
-                    if entries.iter().all(|(id, _)| {
-                        format::bucketed(*id) && k[1..=format::ID_PREFIX] == format::id_prefix(*id)
-                    }) {
-                        Ok(entries)
-                    } else {
-                        Err(Error::corrupt(
-                            Position::NONE,
-                            format!("id bucket {k:?} holds an id of another prefix"),
-                        ))
-                    }
-                })
-            }
-            None => Err(Error::corrupt(
+        let entries = match (parse_id_key(&k), parse_id_bucket_key(&k)) {
+            (Some(id), _) => format::decode_id_entry(&v, id).map(|p| vec![(id, p)]),
+            (None, Some(prefix)) => format::decode_id_bucket(&v).and_then(|entries| {
+                if entries
+                    .iter()
+                    .all(|(id, _)| format::bucketed(*id) && format::id_prefix(*id) == prefix)
+                {
+                    Ok(entries)
+                } else {
+                    Err(Error::corrupt(
+                        Position::NONE,
+                        format!("id bucket {k:?} holds an id of another prefix"),
+                    ))
+                }
+            }),
+            (None, None) => Err(Error::corrupt(
                 Position::NONE,
                 format!("malformed id key {k:?}"),
             )),
