@@ -360,7 +360,7 @@ fn record(stream: &StreamId, t: usize, i: usize) -> Vec<u8> {
         payload: e.payload,
     };
     let mut out = Vec::new();
-    format::encode_record(&r, &mut out);
+    format::encode_record(&r, format::AppendMarks::of(0, 1), &mut out);
     out
 }
 

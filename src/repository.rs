@@ -457,14 +457,32 @@ where
         let metadata = ctx.event_metadata();
         let mut attempt = 0;
         loop {
-            // The cached state is used optimistically: `Exact(version)` validates it.
-            let (mut state, version) = match self.cached(stream) {
-                Some(hit) => hit,
-                None => self.load_stream(stream).await?,
+            // The cached state is used optimistically: an append with `Exact(version)`
+            // validates it. A decision that appends nothing (a rejection, or no events) is not
+            // validated by any append, so it is taken on the cached state only if the stream
+            // has nothing after it (another repository or process may have moved it on).
+            let (mut state, version, decision) = match self.cached(stream) {
+                Some((state, version)) => {
+                    let decision = state.handle(command, &self.services);
+                    if matches!(&decision, Ok(events) if !events.is_empty()) {
+                        (state, version, decision)
+                    } else {
+                        let (state, fresh) = self.catch_up(stream, state, version).await?;
+                        if fresh == version {
+                            (state, version, decision)
+                        } else {
+                            let decision = state.handle(command, &self.services);
+                            (state, fresh, decision)
+                        }
+                    }
+                }
+                None => {
+                    let (state, version) = self.load_stream(stream).await?;
+                    let decision = state.handle(command, &self.services);
+                    (state, version, decision)
+                }
             };
-            let events = state
-                .handle(command, &self.services)
-                .map_err(RepositoryError::Domain)?;
+            let events = decision.map_err(RepositoryError::Domain)?;
             if events.is_empty() {
                 return Ok(Executed {
                     events,
@@ -511,6 +529,22 @@ where
                 }
             }
         }
+    }
+
+    /// `state` (at `version`) with the stream's later events folded in, remembered.
+    async fn catch_up(
+        &self,
+        stream: &StreamId,
+        mut state: A,
+        version: Version,
+    ) -> Result<(A, Version), Error> {
+        let fresh = self
+            .fold(stream, &mut state, version, Version::MAX, None)
+            .await?;
+        if fresh != version {
+            self.remember(stream, &state, fresh);
+        }
+        Ok((state, fresh))
     }
 
     /// The first result of command `cid` if it was executed before.

@@ -6,7 +6,8 @@
 //! tiny sled store written with those formats. `format-v2/` and `store-v2/` hold the same for
 //! chunk format 2 (one group commit, several streams) and index format 2. `format-v3/` holds a
 //! multi-run stream-index entry (index format 3) and an id bucket (id format 2), `store-v3/` a
-//! store written with them (store format 2). Write the fixtures
+//! store written with them (store format 2). `format-v4/` holds a chunk of records of format
+//! 2 (append marks), `store-v4/` a store written with them (store format 3). Write the fixtures
 //! of a *new* format version, never an old one, with
 //! `ANNALS_WRITE_FIXTURES=<version> cargo test --test fixtures`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -68,7 +69,7 @@ fn format_v1_record_bytes_still_decode() {
         std::fs::create_dir_all(&dir).unwrap();
         let mut recs = Vec::new();
         for e in &events {
-            format::encode_record(e, &mut recs);
+            format::encode_record_v1(e, &mut recs);
         }
         std::fs::write(
             dir.join("chunk-at-10.bin"),
@@ -217,7 +218,7 @@ fn format_v2_group_chunk_and_index_entry_still_decode() {
         std::fs::create_dir_all(&dir).unwrap();
         let mut recs = Vec::new();
         for e in &events {
-            format::encode_record(e, &mut recs);
+            format::encode_record_v1(e, &mut recs);
         }
         std::fs::write(
             dir.join("group-chunk-at-10.bin"),
@@ -426,6 +427,96 @@ async fn format_v3_store_still_opens() {
     assert!(report.ok(), "{:?}", report.problems);
 }
 
+/// Record format 2 (store format 3): flag bits mark each record's place in its append.
+#[test]
+fn format_v4_records_with_append_marks_still_decode() {
+    let dir = dir().join("format-v4");
+    let events = expected_events();
+    // One append of two events, then one of one.
+    let marks = [
+        format::AppendMarks {
+            first: true,
+            last: false,
+        },
+        format::AppendMarks {
+            first: false,
+            last: true,
+        },
+        format::AppendMarks {
+            first: true,
+            last: true,
+        },
+    ];
+    if writing("4") {
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut recs = Vec::new();
+        for (e, m) in events.iter().zip(marks) {
+            format::encode_record(e, m, &mut recs);
+        }
+        std::fs::write(
+            dir.join("group-chunk-at-10.bin"),
+            format::encode_chunk(3, &recs),
+        )
+        .unwrap();
+    }
+    let chunk = std::fs::read(dir.join("group-chunk-at-10.bin")).unwrap();
+    assert_eq!(chunk[5], format::RECORD_FORMAT_V2);
+    assert_eq!(format::decode_chunk(&chunk, Position(10)).unwrap(), events);
+    let marked = format::decode_chunk_marks(&chunk, Position(10)).unwrap();
+    let back: Vec<_> = marked.iter().map(|(_, m)| m.unwrap()).collect();
+    assert_eq!(back, marks);
+}
+
+/// A store of format 3 (records with append marks): opens, reads, verifies, and tells a whole
+/// re-append from a part of one.
+#[tokio::test]
+async fn format_v4_store_still_opens() {
+    let fixture = dir().join("store-v4");
+    let s = StreamId::new("acc-a").unwrap();
+    let ids: Vec<EventId> = (1..=5u8).map(|i| EventId::from_bytes([i; 16])).collect();
+    let data = |i: usize| EventData::json("Deposited", &i).unwrap().with_id(ids[i]);
+    if writing("4") {
+        let _ = std::fs::remove_dir_all(&fixture);
+        let store = SledStore::open(&fixture).unwrap();
+        store
+            .append(&s, ExpectedVersion::NoStream, (0..3).map(data).collect())
+            .await
+            .unwrap();
+        store
+            .append(
+                &s,
+                ExpectedVersion::Exact(Version(3)),
+                (3..5).map(data).collect(),
+            )
+            .await
+            .unwrap();
+        drop(store);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let (tmp, store) = open_copy(&fixture);
+    let all = store.read_all(Position::NONE, 100).await.unwrap();
+    assert_eq!(all.len(), 5);
+    let r = store
+        .append(&s, ExpectedVersion::Any, (3..5).map(data).collect())
+        .await
+        .unwrap();
+    assert_eq!((r.first_version, r.last_version), (Version(4), Version(5)));
+    for part in [0..2, 1..3, 2..4] {
+        let e = store
+            .append(&s, ExpectedVersion::Any, part.clone().map(data).collect())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, Error::DuplicateEventId { .. }),
+            "{part:?}: {e:?}"
+        );
+    }
+    drop(store);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let report = annals::store::verify(tmp.path()).unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+}
+
 /// A store of an older format gets the current marker on open and takes new appends to old
 /// streams: old single-run entries and new multi-run ones read as one stream.
 #[tokio::test]
@@ -433,6 +524,7 @@ async fn older_stores_are_upgraded_in_place() {
     for (fixture, stream, head) in [
         ("store-v1", "account-ünïcode-1", 2u64),
         ("store-v2", "acc-a", 12),
+        ("store-v3", "acc-a", 20),
     ] {
         let (tmp, store) = open_copy(&dir().join(fixture));
         let s = StreamId::new(stream).unwrap();

@@ -158,7 +158,52 @@ show 1
     expect(&again, "[roller]");
 }
 
+/// Regression (issue 14.7): `history` prints times to the millisecond while the store keeps
+/// microseconds, so `show 1 @<the time printed for v2>` showed v1 and v1's own printed time
+/// said "did not exist then". A time now stands for the whole of its last written digit.
+#[test]
+fn a_printed_time_selects_that_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = session(
+        dir.path(),
+        "open Printer jams | jams on A3 | 2\ncomment 1 Replaced the roller\ncomment 1 Again\nhistory 1\nquit\n",
+    );
+    let times: Vec<String> = out
+        .lines()
+        .filter(|l| l.starts_with('v') && l.contains(" @"))
+        .map(|l| l.split_whitespace().nth(2).unwrap().to_string())
+        .collect();
+    assert_eq!(times.len(), 3, "{out}");
+    let script: String = times
+        .iter()
+        .map(|t| format!("show 1 @{t}\nsearch roller @{t}\n"))
+        .collect();
+    let out = session(dir.path(), &format!("{script}quit\n"));
+    for v in 1..=3 {
+        expect(&out, &format!("ticket 1 (v{v})"));
+    }
+    assert!(!out.contains("did not exist then"), "{out}");
+    // As of v1's time the comment was not there; as of v2's it was.
+    expect(&out, "0 hit(s) (as of @1)");
+    expect(&out, "1 hit(s) (as of @2)");
+}
+
 // ---- the command parser ----
+
+#[test]
+fn a_time_covers_its_last_written_digit() {
+    let at = |s: &str| match parse(&format!("show 1 @{s}")) {
+        Ok(Some(Cmd::Show(_, Some(At::Time(t))))) => t.0,
+        other => panic!("{s}: {other:?}"),
+    };
+    let base = at("2026-11-24T10:14:51.000000Z");
+    assert_eq!(at("2026-11-24T10:14:51Z"), base + 999_999);
+    assert_eq!(at("2026-11-24T10:14:51.848Z"), base + 848_999);
+    assert_eq!(at("2026-11-24T10:14:51.8Z"), base + 899_999);
+    assert_eq!(at("2026-11-24T10:14:51.848123Z"), base + 848_123);
+    assert_eq!(at("2026-11-24T10:14:51.848123999Z"), base + 848_123);
+    assert_eq!(at("2026-11-24T10:14:50Z"), base - 1);
+}
 
 #[test]
 fn parses_every_command_and_rejects_bad_input() {

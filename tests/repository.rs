@@ -536,3 +536,120 @@ async fn execute_command_uses_the_derived_id() {
         Some(Version(1))
     );
 }
+
+// ---- two repositories over one store (two processes on PostgreSQL are exactly this) ----
+
+/// A switch: `On` is a no-op when it is on, `UseOn` is rejected when it is off.
+#[derive(DomainEvent, Serialize, Deserialize, Clone, Debug, PartialEq)]
+enum SwitchEvent {
+    TurnedOn,
+    Toggled,
+    Used,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum SwitchCommand {
+    On,
+    Toggle,
+    UseOn,
+}
+
+#[derive(Default, Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Switch {
+    on: bool,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("the switch is off")]
+struct Off;
+
+impl Aggregate for Switch {
+    const TYPE: &'static str = "switch";
+    type Command = SwitchCommand;
+    type Event = SwitchEvent;
+    type Error = Off;
+    type Services = ();
+    fn handle(&self, cmd: &SwitchCommand, _: &()) -> Result<Vec<SwitchEvent>, Off> {
+        match cmd {
+            SwitchCommand::On if self.on => Ok(vec![]),
+            SwitchCommand::On => Ok(vec![SwitchEvent::TurnedOn]),
+            SwitchCommand::Toggle => Ok(vec![SwitchEvent::Toggled]),
+            SwitchCommand::UseOn if self.on => Ok(vec![SwitchEvent::Used]),
+            SwitchCommand::UseOn => Err(Off),
+        }
+    }
+    fn apply(&mut self, e: &SwitchEvent) {
+        match e {
+            SwitchEvent::TurnedOn => self.on = true,
+            SwitchEvent::Toggled => self.on = !self.on,
+            SwitchEvent::Used => {}
+        }
+    }
+}
+
+/// Regression (issue 14.6): repository A decided on the state it had cached while B (another
+/// repository, another process) had changed the aggregate; a rejection or an empty decision
+/// is validated by no append, so A answered from stale state. Every outcome must be the one
+/// the current state gives.
+async fn two_repositories_decide_on_current_state<S: EventStore + SnapshotStore>(store: S) {
+    let a = Repository::<Switch, _>::new(store.clone());
+    let b = Repository::<Switch, _>::new(store.clone());
+    let ctx = CommandContext::new();
+    let run = |repo: &Repository<Switch, S>, cmd: SwitchCommand| {
+        let repo = repo.clone();
+        let ctx = ctx.clone();
+        async move { repo.execute("1", &cmd, &ctx).await }
+    };
+    assert_eq!(
+        run(&a, SwitchCommand::On).await.unwrap().version,
+        Version(1)
+    );
+    // B turns it off; A's cache still says on, where `On` would be a no-op.
+    run(&b, SwitchCommand::Toggle).await.unwrap();
+    let done = run(&a, SwitchCommand::On).await.unwrap();
+    assert_eq!(
+        (done.version, done.events.len()),
+        (Version(3), 1),
+        "{done:?}"
+    );
+    // B turns it off again; A's cache says on, where `UseOn` appends (and conflicts).
+    run(&b, SwitchCommand::Toggle).await.unwrap();
+    assert!(matches!(
+        run(&a, SwitchCommand::UseOn).await,
+        Err(RepositoryError::Domain(Off))
+    ));
+    // B turns it on; A's cache says off, where `UseOn` is rejected.
+    run(&b, SwitchCommand::Toggle).await.unwrap();
+    let done = run(&a, SwitchCommand::UseOn).await.unwrap();
+    assert_eq!(done.version, Version(6));
+    // And an empty decision on current state is still empty.
+    let done = run(&a, SwitchCommand::On).await.unwrap();
+    assert!(done.events.is_empty() && done.version == Version(6));
+    assert_eq!(
+        b.load("1").await.unwrap(),
+        (Switch { on: true }, Version(6))
+    );
+}
+
+#[tokio::test]
+async fn two_repositories_on_the_memory_store() {
+    two_repositories_decide_on_current_state(MemStore::new()).await;
+}
+
+#[tokio::test]
+async fn two_repositories_on_the_sled_store() {
+    let dir = tempfile::tempdir().unwrap();
+    two_repositories_decide_on_current_state(SledStore::open(dir.path()).unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_repositories_on_the_postgres_store() {
+    use annals_postgres::{PgConfig, PgStore};
+    const PG: &str = "host=127.0.0.1 port=5432 user=postgres dbname=test";
+    let schema = format!("annals_repo2_{}", std::process::id());
+    let store = PgStore::open(PgConfig::new(PG, &schema)).await.unwrap();
+    store.drop_schema().await.unwrap();
+    let store = PgStore::open(PgConfig::new(PG, &schema)).await.unwrap();
+    two_repositories_decide_on_current_state(store.clone()).await;
+    store.drop_schema().await.unwrap();
+}

@@ -13,13 +13,12 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use annals::VersionRange;
 use annals::prelude::*;
 use annals::projections::{Checkpoint, ParkedStore};
-use annals::store::verify;
-use annals::{Uuid, VersionRange};
-use base64::Engine as _;
+use annals::store::{StoreConfig, is_store_dir, verify};
+use annals_cli::{Batcher, Line, parse_line};
 use clap::{Parser, Subcommand};
-use serde::{Deserialize, Serialize};
 
 #[derive(Parser)]
 #[command(
@@ -69,24 +68,10 @@ enum Command {
     Import {
         /// The JSON-lines file.
         file: PathBuf,
+        /// Create a new store (in DIR/store) when DIR holds none.
+        #[arg(long)]
+        create: bool,
     },
-}
-
-/// One exported event.
-#[derive(Serialize, Deserialize, Debug, PartialEq)]
-struct Line {
-    position: u64,
-    stream: String,
-    version: u64,
-    id: Uuid,
-    event_type: String,
-    schema_version: u32,
-    recorded_at_micros: i64,
-    metadata: Metadata,
-    codec: u8,
-    payload_base64: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    payload_json: Option<serde_json::Value>,
 }
 
 fn store_dir(data: &Path) -> PathBuf {
@@ -98,12 +83,20 @@ fn store_dir(data: &Path) -> PathBuf {
     }
 }
 
-fn open_store(data: &Path) -> Result<SledStore, String> {
+/// The store of `data`, which must exist: no command creates one by accident.
+fn existing_store_dir(data: &Path) -> Result<PathBuf, String> {
     let dir = store_dir(data);
-    if !dir.join("db").exists() && !dir.join("conf").exists() {
-        return Err(format!("no store in {}", data.display()));
+    if is_store_dir(&dir) {
+        Ok(dir)
+    } else {
+        Err(format!("no store in {}", data.display()))
     }
-    SledStore::open(&dir).map_err(|e| format!("cannot open {}: {e}", dir.display()))
+}
+
+fn open_store(data: &Path) -> Result<SledStore, String> {
+    let dir = existing_store_dir(data)?;
+    SledStore::open_existing(&dir, StoreConfig::default())
+        .map_err(|e| format!("cannot open {}: {e}", dir.display()))
 }
 
 fn print_event(out: &mut dyn Write, e: &RecordedEvent) -> std::io::Result<()> {
@@ -179,6 +172,10 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             let store = open_store(&cli.data)?;
             let head = store.head_position();
             let rm = cli.data.join("read-models");
+            if !is_store_dir(&rm) {
+                writeln!(out, "no read models in {}", rm.display()).map_err(io)?;
+                return Ok(ExitCode::SUCCESS);
+            }
             let db = sled::Config::new()
                 .path(&rm)
                 .open()
@@ -230,10 +227,13 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             }
         }
         Command::Verify => {
-            let dir = store_dir(&cli.data);
+            let dir = existing_store_dir(&cli.data)?;
             let report = verify(&dir).map_err(st)?;
             for p in &report.problems {
-                writeln!(out, "problem at position {}: {}", p.position, p.what).map_err(io)?;
+                writeln!(out, "problem at {p}").map_err(io)?;
+            }
+            if report.omitted > 0 {
+                writeln!(out, "... and {} more problem(s)", report.omitted).map_err(io)?;
             }
             writeln!(
                 out,
@@ -241,7 +241,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 report.events,
                 report.streams,
                 report.chunks,
-                report.problems.len()
+                report.problem_count()
             )
             .map_err(io)?;
             if !report.ok() {
@@ -262,73 +262,39 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 let Some(last) = page.last() else { break };
                 next = last.position.next();
                 for e in page {
-                    let payload_json = (e.codec == CodecId::JSON)
-                        .then(|| serde_json::from_slice(&e.payload).ok())
-                        .flatten();
-                    let line = Line {
-                        position: e.position.0,
-                        stream: e.stream.to_string(),
-                        version: e.version.0,
-                        id: *e.id.as_uuid(),
-                        event_type: e.event_type,
-                        schema_version: e.schema_version,
-                        recorded_at_micros: e.recorded_at.0,
-                        metadata: e.metadata,
-                        codec: e.codec.0,
-                        payload_base64: base64::engine::general_purpose::STANDARD
-                            .encode(&e.payload),
-                        payload_json,
-                    };
+                    let line = Line::of(e);
                     serde_json::to_writer(&mut sink, &line).map_err(|e| e.to_string())?;
                     sink.write_all(b"\n").map_err(io)?;
                 }
             }
             sink.flush().map_err(io)?;
         }
-        Command::Import { file } => {
-            // Into an existing store, or a new one in the REPL's layout (DIR/store).
-            let target = if cli.data.join("db").exists() {
-                cli.data.clone()
-            } else {
-                cli.data.join("store")
+        Command::Import { file, create } => {
+            // Into an existing store, or (with --create) a new one in the REPL's layout.
+            let target = match existing_store_dir(&cli.data) {
+                Ok(dir) => dir,
+                Err(_) if create => cli.data.join("store"),
+                Err(e) => return Err(format!("{e} (pass --create to make one)")),
             };
             let store = SledStore::open(&target).map_err(st)?;
             let reader = std::io::BufReader::new(
                 std::fs::File::open(&file).map_err(|e| format!("{}: {e}", file.display()))?,
             );
-            let mut batch: Vec<EventData> = Vec::new();
-            let mut batch_stream: Option<(StreamId, u64)> = None;
+            let mut batcher = Batcher::new(1000);
             let mut imported = 0u64;
             for (n, line) in reader.lines().enumerate() {
                 let line = line.map_err(io)?;
-                if line.trim().is_empty() {
+                let Some(event) = parse_line(&line).map_err(|e| format!("line {}: {e}", n + 1))?
+                else {
                     continue;
-                }
-                let l: Line =
-                    serde_json::from_str(&line).map_err(|e| format!("line {}: {e}", n + 1))?;
-                let payload = base64::engine::general_purpose::STANDARD
-                    .decode(&l.payload_base64)
-                    .map_err(|e| format!("line {}: payload: {e}", n + 1))?;
-                let stream = StreamId::new(l.stream).map_err(|e| format!("line {}: {e}", n + 1))?;
-                let data = EventData {
-                    id: EventId::from_uuid(l.id),
-                    event_type: l.event_type,
-                    schema_version: l.schema_version,
-                    codec: CodecId(l.codec),
-                    metadata: l.metadata,
-                    payload,
                 };
-                let continues = matches!(&batch_stream, Some((s, last)) if *s == stream && l.version == *last + 1);
-                if !continues || batch.len() >= 1000 {
-                    imported += flush_import(&store, &mut batch, batch_stream.take()).await?;
-                    batch_stream = Some((stream, l.version - 1));
-                }
-                batch.push(data);
-                if let Some((_, last)) = &mut batch_stream {
-                    *last = l.version;
+                if let Some(append) = batcher.push(event) {
+                    imported += import_append(&store, append).await?;
                 }
             }
-            imported += flush_import(&store, &mut batch, batch_stream).await?;
+            if let Some(append) = batcher.take() {
+                imported += import_append(&store, append).await?;
+            }
             store.flush().await.map_err(st)?;
             writeln!(
                 out,
@@ -346,27 +312,15 @@ fn bincode_checkpoint(bytes: &[u8]) -> Result<Checkpoint, String> {
         .map_err(|e| e.to_string())
 }
 
-/// Appends a run of one stream's events, expecting the stream at the version before them
+/// Appends one run of a stream's events, expecting the stream at the version before them
 /// (so a re-import of the same file is idempotent: same ids, original result).
-async fn flush_import(
+async fn import_append(
     store: &SledStore,
-    batch: &mut Vec<EventData>,
-    run: Option<(StreamId, u64)>,
+    (stream, before, events): annals_cli::Append,
 ) -> Result<u64, String> {
-    let Some((stream, last)) = run else {
-        return Ok(0);
-    };
-    if batch.is_empty() {
-        return Ok(0);
-    }
-    let n = batch.len() as u64;
-    let before = Version(last - n);
+    let n = events.len() as u64;
     store
-        .append(
-            &stream,
-            ExpectedVersion::Exact(before),
-            std::mem::take(batch),
-        )
+        .append(&stream, ExpectedVersion::Exact(before), events)
         .await
         .map_err(|e| format!("importing {stream} at v{}: {e}", before.next()))?;
     Ok(n)

@@ -96,8 +96,19 @@ async fn ops_commands_end_to_end() {
     assert_eq!(text.lines().count(), 11);
     assert!(text.contains("\"payload_json\":\"fast\""));
     let copy = tempfile::tempdir().unwrap();
+    // Without --create a directory with no store is refused (and stays empty).
+    let (code, _, err) = annals(copy.path(), &["import", export.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("no store") && err.contains("--create"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(copy.path()).unwrap().count(), 0);
     for _ in 0..2 {
-        let (code, out, err) = annals(copy.path(), &["import", export.to_str().unwrap()]);
+        let (code, out, err) = annals(
+            copy.path(),
+            &["import", "--create", export.to_str().unwrap()],
+        );
         assert_eq!(code, 0, "{err}");
         assert!(out.contains("head @11"), "{out}");
     }
@@ -148,4 +159,82 @@ async fn ops_commands_end_to_end() {
     let (code, out, _) = annals(data, &["verify"]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("problem at position 3"), "{out}");
+}
+
+/// Regression (issue 14.9): `annals --data <a path with no store> verify` exited 0 and
+/// created an empty database there. Every command refuses such a path and creates nothing.
+#[test]
+fn every_command_refuses_a_path_without_a_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("nothing-here");
+    let export = dir.path().join("x.jsonl");
+    std::fs::write(&export, "").unwrap();
+    for args in [
+        &["streams"][..],
+        &["read", "a-1"],
+        &["tail"],
+        &["projections"],
+        &["parked"],
+        &["verify"],
+        &["export"],
+        &["import", export.to_str().unwrap()],
+    ] {
+        let (code, out, err) = annals(&empty, args);
+        assert_eq!(code, 2, "{args:?}: {out} {err}");
+        assert!(err.contains("no store"), "{args:?}: {err}");
+        assert!(!empty.exists(), "{args:?} created {}", empty.display());
+    }
+    // An existing directory without a store stays as it was too.
+    let (code, _, _) = annals(dir.path(), &["verify"]);
+    assert_eq!(code, 2);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
+
+/// Regression (issue 14.8): `annals verify` ignored the store-format marker: changed to an
+/// unknown value or removed, it said "0 problem(s)" and exited 0 while `streams` refused
+/// the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_checks_the_format_marker() {
+    for change in [Some(&[9u8][..]), Some(&[][..]), None] {
+        let dir = tempfile::tempdir().unwrap();
+        seed(dir.path()).await;
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        {
+            let db = sled::open(dir.path().join("store")).unwrap();
+            match change {
+                Some(v) => db.insert(annals::store::layout::FORMAT_KEY, v).unwrap(),
+                None => db.remove(annals::store::layout::FORMAT_KEY).unwrap(),
+            };
+            db.flush().unwrap();
+        }
+        let (code, out, err) = annals(dir.path(), &["verify"]);
+        assert_eq!(code, 1, "{change:?}: {out} {err}");
+        assert!(out.contains("format marker"), "{change:?}: {out}");
+        let (code, _, _) = annals(dir.path(), &["streams"]);
+        assert_eq!(code, 2, "{change:?}");
+    }
+}
+
+/// Regression (issue 14, table): `annals import` of a line with `"version":0` panicked
+/// computing the version before it; it is now a typed error naming the line.
+#[test]
+fn import_refuses_version_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = r#"{"position":1,"stream":"order-1","version":0,"id":"0192e9a0-0000-7000-8000-000000000001","event_type":"Placed","schema_version":1,"recorded_at_micros":0,"metadata":{"headers":{}},"codec":2,"payload_base64":"e30="}"#;
+    let file = dir.path().join("bad.jsonl");
+    std::fs::write(
+        &file,
+        format!(
+            "{}\n{line}\n",
+            line.replace("\"version\":0", "\"version\":1")
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = annals(
+        &dir.path().join("data"),
+        &["import", "--create", file.to_str().unwrap()],
+    );
+    assert_eq!(code, 2, "{out} {err}");
+    assert!(err.contains("line 2") && err.contains("version 0"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
 }

@@ -54,6 +54,7 @@ macro_rules! conformance_tests {
                 snapshots_replace_and_persist,
                 long_streams_of_many_appends,
                 ids_of_every_kind,
+                partial_reappends_are_duplicates,
             );
         }
     };
@@ -674,6 +675,83 @@ pub async fn idempotent_append<H: Harness>(mut h: H) {
     );
     assert_eq!(all(&s).await.len(), 7);
     check_contiguous(&all(&s).await);
+}
+
+/// Regression (issue 14.5): a re-append of *part* of an append, or of parts of two, passed
+/// as idempotent and returned versions no append ever returned. Only a whole original append
+/// gives the original result; anything else reusing its ids is `DuplicateEventId`.
+pub async fn partial_reappends_are_duplicates<H: Harness>(mut h: H) {
+    let s = h.fresh().await;
+    let x = sid("part-1");
+    let a = events("A", 3);
+    let b = events("B", 2);
+    let ra = s
+        .append(&x, ExpectedVersion::NoStream, a.clone())
+        .await
+        .unwrap();
+    let rb = s
+        .append(&x, ExpectedVersion::Exact(Version(3)), b.clone())
+        .await
+        .unwrap();
+    check_partial_reappends(&s, &x, &a, &b, &ra, &rb).await;
+    // The same after a reopen (from storage, not the writer's memory), and for appends that
+    // shared one group commit.
+    let s = h.reopen(s).await;
+    check_partial_reappends(&s, &x, &a, &b, &ra, &rb).await;
+    let y = sid("part-2");
+    let (c, d) = (events("C", 2), events("D", 2));
+    let (rc, rd) = tokio::join!(
+        s.append(&y, ExpectedVersion::Any, c.clone()),
+        s.append(&y, ExpectedVersion::Any, d.clone()),
+    );
+    let (rc, rd) = (rc.unwrap(), rd.unwrap());
+    let both: Vec<EventData> = if rc.first_position < rd.first_position {
+        c.iter().chain(&d).cloned().collect()
+    } else {
+        d.iter().chain(&c).cloned().collect()
+    };
+    let r = s.append(&y, ExpectedVersion::Any, both).await;
+    assert!(matches!(r, Err(Error::DuplicateEventId { .. })), "{r:?}");
+    assert_eq!(s.append(&y, ExpectedVersion::Any, c).await.unwrap(), rc);
+    assert_eq!(s.append(&y, ExpectedVersion::Any, d).await.unwrap(), rd);
+}
+
+async fn check_partial_reappends<S: EventStore>(
+    s: &S,
+    x: &StreamId,
+    a: &[EventData],
+    b: &[EventData],
+    ra: &annals_core::AppendResult,
+    rb: &annals_core::AppendResult,
+) {
+    let parts: Vec<Vec<EventData>> = vec![
+        a[..2].to_vec(),
+        a[1..].to_vec(),
+        a[1..2].to_vec(),
+        vec![a[2].clone(), b[0].clone()],
+        vec![a[0].clone()],
+        vec![b[1].clone()],
+        a.iter().chain(b).cloned().collect(),
+    ];
+    for part in parts {
+        let ids: Vec<EventId> = part.iter().map(|e| e.id).collect();
+        let r = s.append(x, ExpectedVersion::Any, part).await;
+        assert!(
+            matches!(r, Err(Error::DuplicateEventId { .. })),
+            "{ids:?}: {r:?}"
+        );
+    }
+    // Whole appends are still idempotent.
+    assert_eq!(
+        &s.append(x, ExpectedVersion::Any, a.to_vec()).await.unwrap(),
+        ra
+    );
+    assert_eq!(
+        &s.append(x, ExpectedVersion::Any, b.to_vec()).await.unwrap(),
+        rb
+    );
+    assert_eq!(s.stream_head(x).await.unwrap(), Some(Version(5)));
+    assert_eq!(all(s).await.len(), 5);
 }
 
 /// Malformed appends are typed errors and store nothing.

@@ -81,6 +81,42 @@ pub struct AppendResult {
     pub last_position: Position,
 }
 
+/// Where a stored event sits in the append that stored it. Stores keep these two bits per
+/// event so that an idempotent re-append can be told from a re-append of part of one: only
+/// a whole original append returns the original result.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct AppendMarks {
+    /// The first event of its append.
+    pub first: bool,
+    /// The last event of its append.
+    pub last: bool,
+}
+
+impl AppendMarks {
+    /// The marks of the `i`-th (from 0) of `n` events of one append.
+    pub fn of(i: usize, n: usize) -> Self {
+        Self {
+            first: i == 0,
+            last: i + 1 == n,
+        }
+    }
+
+    /// Whether stored events with these marks, in position order, are exactly one append:
+    /// it begins at the first, ends at the last, and neither begins nor ends in between.
+    ///
+    /// ```
+    /// use annals_core::AppendMarks;
+    /// let append: Vec<_> = (0..3).map(|i| AppendMarks::of(i, 3)).collect();
+    /// assert!(AppendMarks::whole(&append));
+    /// assert!(!AppendMarks::whole(&append[..2]));
+    /// assert!(!AppendMarks::whole(&[append[2], AppendMarks::of(0, 1)]));
+    /// ```
+    pub fn whole(marks: &[AppendMarks]) -> bool {
+        let n = marks.len();
+        n > 0 && marks.iter().enumerate().all(|(i, m)| *m == Self::of(i, n))
+    }
+}
+
 /// An event store: optimistic-concurrency streams over a gap-free global log.
 ///
 /// Implementations (the sled store, the in-memory store, server backends) must pass the
@@ -93,7 +129,8 @@ pub struct AppendResult {
 ///   events are on disk; readers and subscribers never see an event that could still be lost.
 /// * **Optimistic concurrency**: with `Exact(v)` at most one of concurrent appends wins.
 /// * **Idempotent append**: appending events whose ids are already stored by an identical
-///   append returns the original result and stores nothing twice.
+///   append (the whole of it, nothing more: see [`AppendMarks`]) returns the original result
+///   and stores nothing twice.
 ///
 /// Handles are cheap to clone and share one store.
 pub trait EventStore: Clone + Send + Sync + 'static {

@@ -2,7 +2,7 @@
 //! that tests and the fuzzer can drive it without a store.
 #![allow(dead_code, unreachable_pub)]
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use annals::Timestamp;
 
@@ -103,7 +103,23 @@ fn parse_at(s: &str, allow_position: bool) -> Res<At> {
     }
     let t = humantime::parse_rfc3339_weak(s)
         .map_err(|e| format!("bad time {s:?} (use RFC 3339, e.g. 2026-11-24T10:00:00Z): {e}"))?;
-    Ok(At::Time(Timestamp::from_system_time(t)))
+    // A time stands for the whole of its last written digit: `10:14:51.848Z` is every
+    // microsecond up to 10:14:51.848999, so a time the REPL printed (to the millisecond)
+    // selects the events recorded in that millisecond.
+    let end = t
+        .checked_add(precision_of(s).saturating_sub(Duration::from_micros(1)))
+        .ok_or("time out of range")?;
+    Ok(At::Time(Timestamp::from_system_time(end)))
+}
+
+/// The unit of the last digit of an RFC 3339 time: a second without a fraction, 1 ms for
+/// three fractional digits, 1 µs (the store's resolution) for six or more.
+fn precision_of(s: &str) -> Duration {
+    let digits = s.split_once('.').map_or(0, |(_, frac)| {
+        frac.bytes().take_while(u8::is_ascii_digit).count()
+    });
+    let digits = u32::try_from(digits.min(6)).unwrap_or(6);
+    Duration::from_micros(10u64.pow(6 - digits))
 }
 
 fn id_arg(s: Option<&str>) -> Res<String> {

@@ -46,7 +46,7 @@ use annals_core::{
 use tokio::sync::{Mutex, oneshot, watch};
 use tokio_postgres::{Client, NoTls};
 
-use rows::{COLUMNS, col, pg, to_event};
+use rows::{COLUMNS, col, count_col, pg, to_event};
 use writer::{Request, Writer};
 
 /// How to reach the server and which schema to use.
@@ -202,7 +202,7 @@ async fn read_head(client: &Client, s: &str) -> Result<Position> {
         .query_one(&format!("SELECT position FROM {s}.head"), &[])
         .await
         .map_err(pg)?;
-    Ok(Position(col::<i64>(&row, 0)? as u64))
+    Ok(Position(count_col(&row, 0)?))
 }
 
 /// Moves the head watch forward to `p`, never back (the writer, notifications and polls
@@ -352,8 +352,7 @@ impl EventStore for PgStore {
             .query_opt(&sql, &[&stream.as_str()])
             .await
             .map_err(pg)?;
-        row.map(|r| col::<i64>(&r, 0).map(|v| Version(v as u64)))
-            .transpose()
+        row.map(|r| count_col(&r, 0).map(Version)).transpose()
     }
 
     async fn read_event(&self, id: EventId) -> Result<Option<RecordedEvent>> {
@@ -418,7 +417,7 @@ impl SnapshotStore for PgStore {
         };
         let codec: i16 = col(&row, 2)?;
         Ok(Some(Snapshot {
-            version: Version(col::<i64>(&row, 0)? as u64),
+            version: Version(count_col(&row, 0)?),
             schema_version: col::<i32>(&row, 1)? as u32,
             codec: CodecId(
                 u8::try_from(codec)

@@ -1,8 +1,8 @@
 //! Reading rows: typed column access and the event row layout.
 
 use annals_core::{
-    CodecId, Error, EventId, Metadata, Position, RecordedEvent, Result, StreamId, Timestamp,
-    Version,
+    AppendMarks, CodecId, Error, EventId, Metadata, Position, RecordedEvent, Result, StreamId,
+    Timestamp, Version,
 };
 use tokio_postgres::Row;
 
@@ -28,12 +28,27 @@ pub(crate) fn col<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, i: us
     row.try_get(i).map_err(pg)
 }
 
+/// A BIGINT column holding a position or a version as a `u64`: a negative value (which no
+/// writer stores) is corrupt, not a number wrapped past `u64::MAX / 2`.
+pub(crate) fn count_col(row: &Row, i: usize) -> Result<u64> {
+    let v: i64 = col(row, i)?;
+    u64::try_from(v).map_err(|_| {
+        Error::corrupt(
+            Position::NONE,
+            format!(
+                "negative number {v} in column {}",
+                row.columns().get(i).map_or("?", |c| c.name())
+            ),
+        )
+    })
+}
+
 /// The columns of `events`, in the order [`to_event`] reads them.
 pub(crate) const COLUMNS: &str = "position, stream, version, id, event_type, schema_version, recorded_at, correlation_id, causation_id, headers, codec, payload";
 
 /// One `events` row (selected with [`COLUMNS`]) as a recorded event.
 pub(crate) fn to_event(row: &Row) -> Result<RecordedEvent> {
-    let position = Position(col::<i64>(row, 0)? as u64);
+    let position = Position(count_col(row, 0)?);
     let corrupt = |what: &str| Error::corrupt(position, what.to_owned());
     let stream = StreamId::new(col::<String>(row, 1)?).map_err(|_| corrupt("invalid stream id"))?;
     let headers: serde_json::Value = col(row, 9)?;
@@ -42,7 +57,7 @@ pub(crate) fn to_event(row: &Row) -> Result<RecordedEvent> {
     Ok(RecordedEvent {
         position,
         stream,
-        version: Version(col::<i64>(row, 2)? as u64),
+        version: Version(count_col(row, 2)?),
         id: EventId::from_uuid(col(row, 3)?),
         event_type: col(row, 4)?,
         schema_version: col::<i32>(row, 5)? as u32,
@@ -54,5 +69,18 @@ pub(crate) fn to_event(row: &Row) -> Result<RecordedEvent> {
         },
         codec: CodecId(u8::try_from(codec).map_err(|_| corrupt("invalid codec"))?),
         payload: col(row, 11)?,
+    })
+}
+
+/// The `append_mark` column of an append's `i`-th of `n` events: bit 1 first, bit 2 last.
+pub(crate) fn mark_column(marks: AppendMarks) -> i16 {
+    i16::from(marks.first) | (i16::from(marks.last) << 1)
+}
+
+/// An `append_mark` column read back; `None` for rows written before it existed.
+pub(crate) fn marks_of(column: Option<i16>) -> Option<AppendMarks> {
+    column.map(|m| AppendMarks {
+        first: m & 1 != 0,
+        last: m & 2 != 0,
     })
 }

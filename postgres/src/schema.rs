@@ -33,6 +33,10 @@ const MIGRATIONS: &[&str] = &["
         payload BYTEA NOT NULL,
         taken_at BIGINT NOT NULL
     );
+", "
+    -- Where each event sits in the append that stored it: bit 1 its first event, bit 2 its
+    -- last. NULL in rows written before this migration (their appends are not known).
+    ALTER TABLE {s}.events ADD COLUMN append_mark SMALLINT;
 "];
 
 /// Schema names are spliced into SQL, so only plain identifiers are allowed.

@@ -28,8 +28,8 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use annals_core::{
-    AppendResult, Error, EventData, EventId, ExpectedVersion, Position, RecordedEvent, Result,
-    StreamId, Timestamp, Version,
+    AppendMarks, AppendResult, Error, EventData, EventId, ExpectedVersion, Position, RecordedEvent,
+    Result, StreamId, Timestamp, Version,
 };
 use futures_util::future::{join, join4, join5};
 use tokio::sync::{oneshot, watch};
@@ -37,7 +37,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Statement};
 
 use crate::PgConfig;
-use crate::rows::{COLUMNS, col, copy, pg, to_event};
+use crate::rows::{COLUMNS, col, copy, count_col, mark_column, marks_of, pg, to_event};
 
 /// One queued append.
 pub(crate) struct Request {
@@ -110,7 +110,7 @@ impl Conn {
             .await?,
             head: prepare(format!("SELECT position, recorded_at FROM {s}.head")).await?,
             ids: prepare(format!(
-                "SELECT {COLUMNS} FROM {s}.events WHERE id = ANY($1)"
+                "SELECT {COLUMNS}, append_mark FROM {s}.events WHERE id = ANY($1)"
             ))
             .await?,
             streams: prepare(format!(
@@ -126,7 +126,7 @@ impl Conn {
 
 /// The statement behind [`Conn::write`]: `$1..=$12` are the event columns (in [`COLUMNS`]
 /// order), `$13`/`$14` the written streams and their new versions, `$15`/`$16` the new head
-/// and its time, `$17` the notification payload.
+/// and its time, `$17` the notification payload, `$18` the events' append marks.
 fn write_sql(s: &str) -> String {
     let types = [
         "bigint", "text", "bigint", "uuid", "text", "int", "bigint", "uuid", "uuid", "jsonb",
@@ -138,7 +138,8 @@ fn write_sql(s: &str) -> String {
         .map(|(i, t)| format!("${}::{t}[]", i + 1))
         .collect();
     format!(
-        "WITH ins AS (INSERT INTO {s}.events ({COLUMNS}) SELECT * FROM UNNEST({})),
+        "WITH ins AS (INSERT INTO {s}.events ({COLUMNS}, append_mark)
+                      SELECT * FROM UNNEST({}, $18::smallint[])),
               up AS (INSERT INTO {s}.streams (stream, version)
                      SELECT * FROM UNNEST($13::text[], $14::bigint[])
                      ON CONFLICT (stream) DO UPDATE SET version = EXCLUDED.version),
@@ -348,12 +349,13 @@ async fn slow(conn: &Conn, memory: &mut Memory, group: &[Request]) -> Result<Out
     begin.map_err(pg)?;
     lock.map_err(pg)?;
     let head = head.map_err(pg)?;
-    let old_head = col::<i64>(&head, 0)? as u64;
+    let old_head = count_col(&head, 0)?;
     let ts = Timestamp::now().0.max(col::<i64>(&head, 1)?);
-    let mut stored: HashMap<EventId, RecordedEvent> = HashMap::new();
+    let mut stored: Stored = HashMap::new();
     for row in stored_rows.map_err(pg)? {
         let e = to_event(&row)?;
-        stored.insert(e.id, e);
+        let marks = marks_of(col(&row, 12)?);
+        stored.insert(e.id, (e, marks));
     }
     let mut heads = stream_versions(&stream_rows.map_err(pg)?)?;
     for r in group {
@@ -386,15 +388,21 @@ fn stream_versions(rows: &[tokio_postgres::Row]) -> Result<HashMap<StreamId, Ver
     for row in rows {
         let name: String = col(row, 0)?;
         if let Ok(stream) = StreamId::new(name) {
-            heads.insert(stream, Version(col::<i64>(row, 1)? as u64));
+            heads.insert(stream, Version(count_col(row, 1)?));
         }
     }
     Ok(heads)
 }
 
-/// A group decided against a known state: the events to insert and the next position.
+/// Stored events by id, each with its place in its append (`None`: not recorded, a row
+/// older than the `append_mark` column).
+type Stored = HashMap<EventId, (RecordedEvent, Option<AppendMarks>)>;
+
+/// A group decided against a known state: the events to insert (with their places in their
+/// appends) and the next position.
 struct Decided {
     pending: Vec<RecordedEvent>,
+    marks: Vec<AppendMarks>,
     next: u64,
 }
 
@@ -402,6 +410,7 @@ impl Decided {
     fn new(next: u64) -> Self {
         Self {
             pending: Vec::new(),
+            marks: Vec::new(),
             next,
         }
     }
@@ -411,13 +420,13 @@ impl Decided {
     fn run(
         &mut self,
         group: &[Request],
-        mut stored: HashMap<EventId, RecordedEvent>,
+        mut stored: Stored,
         heads: &mut HashMap<StreamId, Version>,
         ts: i64,
     ) -> Vec<Result<AppendResult>> {
         group
             .iter()
-            .map(|r| prepare(r, &mut stored, heads, &mut self.pending, &mut self.next, ts))
+            .map(|r| prepare(r, &mut stored, heads, self, ts))
             .collect()
     }
 }
@@ -444,6 +453,7 @@ struct Writes<'a> {
     head: i64,
     ts: i64,
     notification: String,
+    marks: Vec<i16>,
 }
 
 /// A statement parameter.
@@ -485,6 +495,7 @@ impl<'a> Writes<'a> {
             head: head as i64,
             ts,
             notification: head.to_string(),
+            marks: decided.marks.iter().map(|m| mark_column(*m)).collect(),
         })
     }
 
@@ -493,8 +504,8 @@ impl<'a> Writes<'a> {
         self.head as u64
     }
 
-    /// `$1..=$17` of [`write_sql`].
-    fn params(&self) -> [Param<'_>; 17] {
+    /// `$1..=$18` of [`write_sql`].
+    fn params(&self) -> [Param<'_>; 18] {
         [
             &self.positions,
             &self.streams,
@@ -513,6 +524,7 @@ impl<'a> Writes<'a> {
             &self.head,
             &self.ts,
             &self.notification,
+            &self.marks,
         ]
     }
 }
@@ -521,10 +533,9 @@ impl<'a> Writes<'a> {
 /// its events.
 fn prepare(
     r: &Request,
-    stored: &mut HashMap<EventId, RecordedEvent>,
+    stored: &mut Stored,
     heads: &mut HashMap<StreamId, Version>,
-    pending: &mut Vec<RecordedEvent>,
-    next: &mut u64,
+    decided: &mut Decided,
     ts: i64,
 ) -> Result<AppendResult> {
     let events = &r.events;
@@ -542,8 +553,8 @@ fn prepare(
             });
         }
     }
-    // Idempotency: the same events again give the original result.
-    if let Some((i0, first)) = events
+    // Idempotency: the same events again, as one whole append, give the original result.
+    if let Some((i0, (first, _))) = events
         .iter()
         .enumerate()
         .find_map(|(i, e)| stored.get(&e.id).map(|f| (i, f)))
@@ -551,12 +562,21 @@ fn prepare(
         let p0 = first.position.0;
         let identical = i0 == 0
             && events.iter().enumerate().all(|(i, e)| {
-                stored.get(&e.id).is_some_and(|f| {
-                    f.stream == r.stream && f.same_content(e) && f.position.0 == p0 + i as u64
+                stored.get(&e.id).is_some_and(|(f, _)| {
+                    f.stream == r.stream
+                        && f.same_content(e)
+                        && Some(f.position.0) == p0.checked_add(i as u64)
                 })
             });
-        if let (true, Some(a), Some(b)) = (
+        // Rows older than the marks say nothing of their appends: taken as whole, as before.
+        let marks: Option<Vec<AppendMarks>> = events
+            .iter()
+            .map(|e| stored.get(&e.id).and_then(|(_, m)| *m))
+            .collect();
+        let whole = marks.is_none_or(|m| AppendMarks::whole(&m));
+        if let (true, true, Some((a, _)), Some((b, _))) = (
             identical,
+            whole,
             stored.get(&events[0].id),
             stored.get(&events[events.len() - 1].id),
         ) {
@@ -580,12 +600,25 @@ fn prepare(
             actual,
         });
     }
-    let first_position = Position(*next);
-    let first_version = actual.next();
+    // Positions and versions are BIGINTs: refuse an append that would pass `i64::MAX` (only
+    // damaged rows put a head there).
     let n = events.len() as u64;
+    let room = |at: u64| at.checked_add(n).is_some_and(|end| end <= i64::MAX as u64);
+    if !room(actual.0) || !room(decided.next) {
+        return Err(Error::corrupt(
+            Position(decided.next),
+            format!(
+                "{} at version {actual}: no room for {n} more events",
+                r.stream
+            ),
+        ));
+    }
+    let first_position = Position(decided.next);
+    let first_version = actual.next();
     for (i, data) in events.iter().enumerate() {
+        let marks = AppendMarks::of(i, events.len());
         let e = RecordedEvent {
-            position: Position(*next),
+            position: Position(decided.next),
             stream: r.stream.clone(),
             version: Version(first_version.0 + i as u64),
             id: data.id,
@@ -596,9 +629,10 @@ fn prepare(
             codec: data.codec,
             payload: data.payload.clone(),
         };
-        *next += 1;
-        stored.insert(e.id, e.clone());
-        pending.push(e);
+        decided.next += 1;
+        stored.insert(e.id, (e.clone(), Some(marks)));
+        decided.pending.push(e);
+        decided.marks.push(marks);
     }
     let last_version = Version(first_version.0 + n - 1);
     heads.insert(r.stream.clone(), last_version);

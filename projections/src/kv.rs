@@ -27,7 +27,7 @@ fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, ProjectionError> 
         .map_err(|e| ProjectionError::ReadModel(e.to_string()))
 }
 
-fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ProjectionError> {
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ProjectionError> {
     // A limit on what length prefixes may claim: damaged bytes must not abort the process.
     bincode::serde::decode_from_slice(
         bytes,

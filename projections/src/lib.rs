@@ -70,6 +70,36 @@ mod runner;
 mod search;
 
 pub use error::ProjectionError;
+
+/// The read models' byte decoders, for the fuzz targets: not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::{Checkpoint, Parked, ProjectionError};
+
+    /// A KV read model's stored value (or checkpoint) as `T`.
+    ///
+    /// # Errors
+    /// Undecodable bytes.
+    pub fn kv_value<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ProjectionError> {
+        crate::kv::decode(bytes)
+    }
+
+    /// A parked record.
+    ///
+    /// # Errors
+    /// Undecodable bytes.
+    pub fn parked(bytes: &[u8]) -> Result<Parked, ProjectionError> {
+        crate::parked::ParkedStore::decode(bytes)
+    }
+
+    /// The checkpoint in a search index commit's payload.
+    ///
+    /// # Errors
+    /// An undecodable payload.
+    pub fn search_payload(payload: &str) -> Result<Checkpoint, ProjectionError> {
+        crate::search::decode_payload(payload)
+    }
+}
 pub use kv::{KvProjection, KvProjector, KvReadModel, KvWriter};
 pub use leader::{Leadership, Lease};
 pub use parked::{Parked, ParkedStore};

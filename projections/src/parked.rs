@@ -82,7 +82,7 @@ impl ParkedStore {
         }
     }
 
-    fn decode(bytes: &[u8]) -> Result<Parked, ProjectionError> {
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Parked, ProjectionError> {
         let config = bincode::config::standard().with_limit::<{ annals_core::DECODE_LIMIT }>();
         bincode::serde::decode_from_slice(bytes, config)
             .map(|(p, _)| p)

@@ -126,6 +126,15 @@ struct Payload {
     version: u32,
 }
 
+/// The checkpoint in an index commit's payload.
+pub(crate) fn decode_payload(payload: &str) -> Result<Checkpoint, ProjectionError> {
+    let p: Payload = serde_json::from_str(payload).map_err(tantivy_err)?;
+    Ok(Checkpoint {
+        position: Position(p.position),
+        version: p.version,
+    })
+}
+
 /// One on-disk copy of the index.
 struct Generation {
     number: u64,
@@ -159,16 +168,7 @@ impl Generation {
 
     fn checkpoint(&self) -> Result<Option<Checkpoint>, ProjectionError> {
         let metas = self.index.load_metas().map_err(tantivy_err)?;
-        match metas.payload {
-            Some(p) => {
-                let p: Payload = serde_json::from_str(&p).map_err(tantivy_err)?;
-                Ok(Some(Checkpoint {
-                    position: Position(p.position),
-                    version: p.version,
-                }))
-            }
-            None => Ok(None),
-        }
+        metas.payload.as_deref().map(decode_payload).transpose()
     }
 }
 

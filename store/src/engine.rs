@@ -18,7 +18,9 @@ use tracing::Instrument;
 
 use crate::backend::{Backend, Flow};
 use crate::config::{Durability, FaultPoint, StoreConfig};
-use crate::format::{self, CHUNK_TARGET_BYTES, ID_BUCKET_MAX, ID_PREFIX, IndexEntry, StreamEntry};
+use crate::format::{
+    self, AppendMarks, CHUNK_TARGET_BYTES, ID_BUCKET_MAX, ID_PREFIX, IndexEntry, StreamEntry,
+};
 use crate::layout::{self, event_key, id_key, parse_event_key, parse_stream_key, stream_key};
 
 const CONTINUE: Flow = ControlFlow::Continue(());
@@ -368,6 +370,39 @@ impl<B: Backend> Shared<B> {
         limit: usize,
         bound: Position,
     ) -> Result<Vec<RecordedEvent>> {
+        self.read_log(from, limit, bound, format::decode_chunk_into, |e| {
+            e.position
+        })
+    }
+
+    /// [`Self::read_all`] with each event's place in its append (`None`: a format-1 record).
+    fn read_all_marked(
+        &self,
+        from: Position,
+        limit: usize,
+    ) -> Result<Vec<(RecordedEvent, Option<AppendMarks>)>> {
+        self.read_log(
+            from,
+            limit,
+            Position::MAX,
+            |v, first, out| {
+                out.extend(format::decode_chunk_marks(v, first)?);
+                Ok(())
+            },
+            |(e, _)| e.position,
+        )
+    }
+
+    /// The log read behind [`Self::read_all`]: `decode` appends a chunk's items to the output,
+    /// `position` tells an item's position.
+    fn read_log<T>(
+        &self,
+        from: Position,
+        limit: usize,
+        bound: Position,
+        decode: impl Fn(&[u8], Position, &mut Vec<T>) -> Result<()>,
+        position: impl Fn(&T) -> Position,
+    ) -> Result<Vec<T>> {
         let from = from.max(Position::FIRST);
         if limit == 0 || from > bound {
             return Ok(Vec::new());
@@ -392,17 +427,17 @@ impl<B: Backend> Shared<B> {
                     return Err(Error::corrupt(expect, "position missing from the log"));
                 }
                 let before = out.len();
-                format::decode_chunk_into(v, first, &mut out)?;
+                decode(v, first, &mut out)?;
                 // Only the first chunk can start before `from`.
                 let skip = usize::try_from(expect.0 - first.0)
                     .unwrap_or(usize::MAX)
                     .min(out.len() - before);
                 out.drain(before..before + skip);
-                while out.last().is_some_and(|e| e.position > bound) || out.len() > limit {
+                while out.last().is_some_and(|e| position(e) > bound) || out.len() > limit {
                     out.pop();
                 }
                 if let Some(last) = out.last() {
-                    expect = last.position.next();
+                    expect = position(last).next();
                 }
                 Ok(if out.len() >= limit || expect > bound {
                     BREAK
@@ -674,6 +709,8 @@ struct Group {
     next_position: Position,
     /// The events of this group in position order (for idempotency checks within it).
     records: Vec<RecordedEvent>,
+    /// Where each of `records` sits in its append.
+    marks: Vec<AppendMarks>,
     ts: Timestamp,
 }
 
@@ -819,6 +856,7 @@ impl<B: Backend> Writer<B> {
             first_position: self.next_position,
             next_position: self.next_position,
             records: Vec::new(),
+            marks: Vec::new(),
             ts: now.max(self.last_ts),
         };
         let mut replies = Vec::with_capacity(requests.len());
@@ -898,7 +936,8 @@ impl<B: Backend> Writer<B> {
         // Each stream's runs in this group: (stream, first version, run).
         let mut runs: Vec<(&StreamId, Version, IndexEntry)> = Vec::new();
         for i in 0..records.len() {
-            format::encode_record(&records[i], &mut buf);
+            let marks = group.marks.get(i).copied().unwrap_or_default();
+            format::encode_record(&records[i], marks, &mut buf);
             let last_of_all = i + 1 == records.len();
             if !(buf.len() >= CHUNK_TARGET_BYTES || last_of_all) {
                 continue;
@@ -1017,16 +1056,30 @@ impl<B: Backend> Writer<B> {
         Ok(found)
     }
 
-    /// The stored events at `first..first + n`, from this group or from storage.
-    fn stored(&self, first: Position, n: usize, group: &Group) -> Result<Vec<RecordedEvent>> {
+    /// The stored events at `first..first + n` with their places in their appends, from this
+    /// group or from storage.
+    fn stored(
+        &self,
+        first: Position,
+        n: usize,
+        group: &Group,
+    ) -> Result<Vec<(RecordedEvent, Option<AppendMarks>)>> {
         if first >= group.first_position {
-            let at = (first.0 - group.first_position.0) as usize;
-            return Ok(group.records.iter().skip(at).take(n).cloned().collect());
+            let at = usize::try_from(first.0 - group.first_position.0).unwrap_or(usize::MAX);
+            return Ok(group
+                .records
+                .iter()
+                .zip(&group.marks)
+                .skip(at)
+                .take(n)
+                .map(|(e, m)| (e.clone(), Some(*m)))
+                .collect());
         }
-        self.shared.read_all(first, n, Position::MAX)
+        self.shared.read_all_marked(first, n)
     }
 
-    /// Idempotency: `Some(original result)` when these exact events were appended before.
+    /// Idempotency: `Some(original result)` when these exact events were appended before, as
+    /// one whole append (not a part of one, nor parts of two).
     fn check_ids(
         &mut self,
         stream: &StreamId,
@@ -1051,8 +1104,13 @@ impl<B: Backend> Writer<B> {
                 && stored
                     .iter()
                     .zip(events)
-                    .all(|(s, e)| s.stream == *stream && s.same_content(e));
-            if let (true, Some(first), Some(last)) = (same, stored.first(), stored.last()) {
+                    .all(|((s, _), e)| s.stream == *stream && s.same_content(e));
+            let marks: Option<Vec<AppendMarks>> = stored.iter().map(|(_, m)| *m).collect();
+            // Format-1 records say nothing of their appends: a match is taken as whole, as before.
+            let whole = marks.is_none_or(|m| AppendMarks::whole(&m));
+            if let (true, true, Some((first, _)), Some((last, _))) =
+                (same, whole, stored.first(), stored.last())
+            {
                 return Ok(Some(AppendResult {
                     first_version: first.version,
                     last_version: last.version,
@@ -1099,6 +1157,22 @@ impl<B: Backend> Writer<B> {
                 actual,
             });
         }
+        // Stored numbers stay below the largest value (readers use it as "no bound"); a head
+        // that leaves no room can only come from damaged bytes.
+        let n = events.len() as u64;
+        let room = |at: u64| at.checked_add(n).is_some_and(|end| end < u64::MAX);
+        if !room(actual.0) {
+            return Err(Error::corrupt(
+                Position::NONE,
+                format!("{stream} is at version {actual}: no room for {n} more events"),
+            ));
+        }
+        if !room(group.next_position.0) {
+            return Err(Error::corrupt(
+                group.next_position,
+                "the log is at the largest position: no room for more events",
+            ));
+        }
         let first_version = actual.next();
         let first_position = group.next_position;
         let mut records = Vec::with_capacity(events.len());
@@ -1116,8 +1190,10 @@ impl<B: Backend> Writer<B> {
                 payload: e.payload,
             });
         }
-        for r in &records {
+        let n = records.len();
+        for (i, r) in records.iter().enumerate() {
             group.ids.insert(r.id, r.position);
+            group.marks.push(AppendMarks::of(i, n));
         }
         let last = &records[records.len() - 1];
         let result = AppendResult {

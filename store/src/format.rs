@@ -6,7 +6,7 @@
 //! One event is one *record*:
 //!
 //! ```text
-//! format u8 (= 1) | codec u8 | body_len u32 LE | crc32 u32 LE | body
+//! format u8 (1 or 2) | codec u8 | body_len u32 LE | crc32 u32 LE | body
 //! ```
 //!
 //! The CRC-32 (IEEE) covers the first six bytes and the body. The body, all integers little
@@ -19,6 +19,12 @@
 //! header count u32 | per header: u32 len + UTF-8 key, u32 len + UTF-8 value
 //! payload len u32 | payload
 //! ```
+//!
+//! Record format 2 (written now) is format 1 with two more flag bits, which tell where the
+//! record sits in the append that stored it: bit 2, the append's first event; bit 3, its
+//! last ([`AppendMarks`]). An idempotent re-append must repeat a whole original append, and
+//! these bits are how the store knows where appends began and ended. Format-1 records carry
+//! no such bits (a format-1 record with them set is corrupt).
 //!
 //! # Chunks
 //!
@@ -42,8 +48,11 @@ use annals_core::{
     CodecId, Error, EventId, Metadata, Position, RecordedEvent, StreamId, Timestamp, Uuid, Version,
 };
 
-/// The record format written by this build.
+/// Record format 1: no append boundaries. Read, no longer written.
 pub const RECORD_FORMAT_V1: u8 = 1;
+/// Record format 2 (written by this build): flag bits 2 and 3 mark the first and last
+/// record of the append that stored it.
+pub const RECORD_FORMAT_V2: u8 = 2;
 /// Chunk format 1: the records of one append (one stream, contiguous versions). Read, no
 /// longer written.
 pub const CHUNK_FORMAT_V1: u8 = 1;
@@ -61,18 +70,36 @@ pub const MAX_METADATA_BYTES: usize = 64 * 1024;
 const RECORD_HEADER: usize = 10;
 const FLAG_CORRELATION: u8 = 1;
 const FLAG_CAUSATION: u8 = 2;
+const FLAG_APPEND_FIRST: u8 = 4;
+const FLAG_APPEND_LAST: u8 = 8;
+
+pub use annals_core::AppendMarks;
 
 fn push_str_u32(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&(s.len() as u32).to_le_bytes());
     out.extend_from_slice(s.as_bytes());
 }
 
-/// Appends the record of `event` to `out`.
+fn mark_bits(marks: AppendMarks) -> u8 {
+    (if marks.first { FLAG_APPEND_FIRST } else { 0 })
+        | (if marks.last { FLAG_APPEND_LAST } else { 0 })
+}
+
+/// Appends the record (format 2) of `event`, with its place in its append, to `out`.
 ///
 /// The caller has validated sizes ([`validate_sizes`]), so every length fits its field.
-pub fn encode_record(event: &RecordedEvent, out: &mut Vec<u8>) {
+pub fn encode_record(event: &RecordedEvent, marks: AppendMarks, out: &mut Vec<u8>) {
+    encode_record_as(RECORD_FORMAT_V2, event, mark_bits(marks), out);
+}
+
+/// Appends a format-1 record of `event` to `out` (fixtures and tests only).
+pub fn encode_record_v1(event: &RecordedEvent, out: &mut Vec<u8>) {
+    encode_record_as(RECORD_FORMAT_V1, event, 0, out);
+}
+
+fn encode_record_as(format: u8, event: &RecordedEvent, extra_flags: u8, out: &mut Vec<u8>) {
     let start = out.len();
-    out.push(RECORD_FORMAT_V1);
+    out.push(format);
     out.push(event.codec.0);
     out.extend_from_slice(&[0; 8]); // body_len + crc, filled in below
     let body_start = out.len();
@@ -95,7 +122,7 @@ pub fn encode_record(event: &RecordedEvent, out: &mut Vec<u8>) {
         FLAG_CAUSATION
     } else {
         0
-    };
+    } | extra_flags;
     out.push(flags);
     if let Some(id) = m.correlation_id {
         out.extend_from_slice(id.as_bytes());
@@ -211,16 +238,28 @@ pub fn decode_record(
     bytes: &[u8],
     position_hint: Position,
 ) -> Result<(RecordedEvent, usize), Error> {
+    decode_record_in(bytes, position_hint, None).map(|(e, used, _)| (e, used))
+}
+
+/// [`decode_record`] with the record's place in its append: `None` for a format-1 record,
+/// which does not say.
+///
+/// # Errors
+/// As [`decode_record`].
+pub fn decode_record_marks(
+    bytes: &[u8],
+    position_hint: Position,
+) -> Result<(RecordedEvent, usize, Option<AppendMarks>), Error> {
     decode_record_in(bytes, position_hint, None)
 }
 
-/// [`decode_record`], reusing `same_stream` when the record names that stream (records of a
-/// chunk share one), which saves validating and allocating the name again.
+/// [`decode_record_marks`], reusing `same_stream` when the record names that stream (records
+/// of a chunk share one), which saves validating and allocating the name again.
 fn decode_record_in(
     bytes: &[u8],
     position_hint: Position,
     same_stream: Option<&StreamId>,
-) -> Result<(RecordedEvent, usize), Error> {
+) -> Result<(RecordedEvent, usize, Option<AppendMarks>), Error> {
     let corrupt = |reason: String| Error::corrupt(position_hint, reason);
     if bytes.len() < RECORD_HEADER {
         return Err(corrupt(format!(
@@ -228,16 +267,20 @@ fn decode_record_in(
             bytes.len()
         )));
     }
-    if bytes[0] != RECORD_FORMAT_V1 {
-        return Err(corrupt(format!("unknown record format {}", bytes[0])));
-    }
+    let known_flags = match bytes[0] {
+        RECORD_FORMAT_V1 => FLAG_CORRELATION | FLAG_CAUSATION,
+        RECORD_FORMAT_V2 => {
+            FLAG_CORRELATION | FLAG_CAUSATION | FLAG_APPEND_FIRST | FLAG_APPEND_LAST
+        }
+        other => return Err(corrupt(format!("unknown record format {other}"))),
+    };
     let codec = CodecId(bytes[1]);
     let body_len = u32::from_le_bytes([bytes[2], bytes[3], bytes[4], bytes[5]]) as usize;
     let stored_crc = u32::from_le_bytes([bytes[6], bytes[7], bytes[8], bytes[9]]);
     let Some(body) = bytes.get(RECORD_HEADER..RECORD_HEADER.saturating_add(body_len)) else {
         return Err(corrupt(format!(
             "truncated record: body of {body_len} bytes, {} present",
-            bytes.len() - RECORD_HEADER
+            bytes.len().saturating_sub(RECORD_HEADER)
         )));
     };
     let mut h = crc32fast::Hasher::new();
@@ -267,12 +310,16 @@ fn decode_record_in(
     let type_len = r.u8("event type length")? as usize;
     let event_type = r.str(type_len, "event type")?.to_owned();
     let flags = r.u8("flags")?;
-    if flags & !(FLAG_CORRELATION | FLAG_CAUSATION) != 0 {
+    if flags & !known_flags != 0 {
         return Err(Error::corrupt(
             position,
             format!("unknown flags {flags:#x}"),
         ));
     }
+    let marks = (bytes[0] == RECORD_FORMAT_V2).then_some(AppendMarks {
+        first: flags & FLAG_APPEND_FIRST != 0,
+        last: flags & FLAG_APPEND_LAST != 0,
+    });
     let mut metadata = Metadata::default();
     if flags & FLAG_CORRELATION != 0 {
         metadata.correlation_id = Some(Uuid::from_bytes(r.array("correlation id")?));
@@ -293,8 +340,17 @@ fn decode_record_in(
     if r.at != body.len() {
         return Err(Error::corrupt(position, "trailing bytes in record body"));
     }
-    if position == Position::NONE || version == Version::NONE {
-        return Err(Error::corrupt(position, "record has position or version 0"));
+    // 0 is "none" and the largest value the readers' "no bound": neither is ever stored,
+    // so `position + 1` and `version + 1` stay in range wherever they are computed.
+    if position == Position::NONE
+        || version == Version::NONE
+        || position == Position::MAX
+        || version == Version::MAX
+    {
+        return Err(Error::corrupt(
+            position,
+            "record has position or version 0 or the largest value",
+        ));
     }
     let event = RecordedEvent {
         position,
@@ -308,7 +364,7 @@ fn decode_record_in(
         codec,
         payload,
     };
-    Ok((event, RECORD_HEADER + body_len))
+    Ok((event, RECORD_HEADER + body_len, marks))
 }
 
 /// Encodes a chunk (format 2) from already-encoded records.
@@ -346,11 +402,25 @@ pub fn decode_chunk_into(
     out: &mut Vec<RecordedEvent>,
 ) -> Result<(), Error> {
     let start = out.len();
-    let r = decode_chunk_records(bytes, first, out, start);
+    let r = decode_chunk_records(bytes, first, out, start, &mut |_| {});
     if r.is_err() {
         out.truncate(start);
     }
     r
+}
+
+/// [`decode_chunk`] with each record's place in its append (`None` for format-1 records).
+///
+/// # Errors
+/// As [`decode_chunk`].
+pub fn decode_chunk_marks(
+    bytes: &[u8],
+    first: Position,
+) -> Result<Vec<(RecordedEvent, Option<AppendMarks>)>, Error> {
+    let mut events = Vec::new();
+    let mut marks = Vec::new();
+    decode_chunk_records(bytes, first, &mut events, 0, &mut |m| marks.push(m))?;
+    Ok(events.into_iter().zip(marks).collect())
 }
 
 fn decode_chunk_records(
@@ -358,6 +428,7 @@ fn decode_chunk_records(
     first: Position,
     out: &mut Vec<RecordedEvent>,
     start: usize,
+    marks: &mut dyn FnMut(Option<AppendMarks>),
 ) -> Result<(), Error> {
     if bytes.len() < 5 {
         return Err(Error::corrupt(first, "truncated chunk header"));
@@ -381,7 +452,8 @@ fn decode_chunk_records(
     for i in 0..u64::from(count) {
         let expected = Position(first.0.saturating_add(i));
         let prev = out[start..].last();
-        let (event, used) = decode_record_in(&bytes[at..], expected, prev.map(|e| &e.stream))?;
+        let rest = bytes.get(at..).unwrap_or_default();
+        let (event, used, m) = decode_record_in(rest, expected, prev.map(|e| &e.stream))?;
         if event.position != expected {
             return Err(Error::corrupt(
                 expected,
@@ -399,6 +471,7 @@ fn decode_chunk_records(
         }
         at += used;
         out.push(event);
+        marks(m);
     }
     if at != bytes.len() {
         return Err(Error::corrupt(
@@ -491,8 +564,8 @@ mod tests {
 
     fn chunk_of(events: &[RecordedEvent]) -> Vec<u8> {
         let mut recs = Vec::new();
-        for e in events {
-            encode_record(e, &mut recs);
+        for (i, e) in events.iter().enumerate() {
+            encode_record(e, AppendMarks::of(i, events.len()), &mut recs);
         }
         encode_chunk(events.len() as u32, &recs)
     }
@@ -500,11 +573,23 @@ mod tests {
     #[test]
     fn record_round_trip() {
         let e = sample(5, 3);
-        let mut buf = Vec::new();
-        encode_record(&e, &mut buf);
-        let (back, used) = decode_record(&buf, Position(5)).unwrap();
-        assert_eq!(back, e);
-        assert_eq!(used, buf.len());
+        for marks in [(false, false), (true, false), (false, true), (true, true)] {
+            let marks = AppendMarks {
+                first: marks.0,
+                last: marks.1,
+            };
+            let mut buf = Vec::new();
+            encode_record(&e, marks, &mut buf);
+            let (back, used, m) = decode_record_marks(&buf, Position(5)).unwrap();
+            assert_eq!((back, used, m), (e.clone(), buf.len(), Some(marks)));
+        }
+        // Format 1: no marks, and the mark bits are unknown flags there.
+        let mut v1 = Vec::new();
+        encode_record_v1(&e, &mut v1);
+        assert_eq!(decode_record_marks(&v1, Position(5)).unwrap().2, None);
+        let mut marked = Vec::new();
+        encode_record_as(RECORD_FORMAT_V1, &e, FLAG_APPEND_FIRST, &mut marked);
+        assert!(decode_record(&marked, Position(5)).is_err());
     }
 
     #[test]
@@ -522,8 +607,8 @@ mod tests {
         ));
         // Format 1 chunks hold one stream run: a version gap is corrupt.
         let mut recs = Vec::new();
-        encode_record(&sample(10, 1), &mut recs);
-        encode_record(&sample(11, 3), &mut recs);
+        encode_record_v1(&sample(10, 1), &mut recs);
+        encode_record_v1(&sample(11, 3), &mut recs);
         let gap = encode_chunk_as(CHUNK_FORMAT_V1, 2, &recs);
         assert!(matches!(
             decode_chunk(&gap, Position(10)),

@@ -27,11 +27,13 @@ pub const SNAPSHOTS: u8 = b'n';
 /// Key of the store format marker.
 pub const FORMAT_KEY: &[u8] = b"mformat";
 /// The store format this build writes. Format 2 stores hold multi-run stream-index entries
-/// and id buckets ([`crate::format::index`]), which a build of format 1 would misread, so the
-/// marker keeps such builds out; a format-1 store is upgraded (its marker rewritten) on open.
-pub const STORE_FORMAT: u8 = 2;
+/// and id buckets ([`crate::format::index`]), which a build of format 1 would misread; format
+/// 3 stores hold records of format 2 (with append boundaries), which a build of format 2
+/// would report as corrupt. The marker keeps such builds out; an older store is upgraded (its
+/// marker rewritten) on open.
+pub const STORE_FORMAT: u8 = 3;
 /// The store formats this build opens.
-pub const STORE_FORMATS_READ: [u8; 2] = [1, 2];
+pub const STORE_FORMATS_READ: [u8; 3] = [1, 2, 3];
 
 /// The key of the chunk starting at `position`.
 pub fn event_key(position: Position) -> [u8; 9] {

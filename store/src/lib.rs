@@ -49,7 +49,7 @@ pub mod format;
 pub mod layout;
 mod verify;
 
-pub use verify::{Problem, VerifyReport, verify};
+pub use verify::{MAX_PROBLEMS, Problem, VerifyReport, verify, verify_disk};
 
 use std::path::{Path, PathBuf};
 
@@ -197,6 +197,23 @@ impl SledStore {
         Ok(Self { engine, path })
     }
 
+    /// Opens the store in directory `path` only if one is there: unlike [`SledStore::open`]
+    /// it never creates a store (for tools that inspect an existing one).
+    ///
+    /// # Errors
+    /// [`Error::Storage`](annals_core::Error::Storage) when `path` holds no store; otherwise
+    /// as [`SledStore::open`].
+    pub fn open_existing(path: impl AsRef<Path>, config: StoreConfig) -> Result<Self> {
+        let path = path.as_ref();
+        if !is_store_dir(path) {
+            return Err(annals_core::Error::Storage(format!(
+                "no store in {}",
+                path.display()
+            )));
+        }
+        Self::open_with(path, config)
+    }
+
     /// The store's directory.
     pub fn path(&self) -> &Path {
         &self.path
@@ -254,6 +271,11 @@ impl MemStore {
     pub fn disk(&self) -> &MemDisk {
         &self.disk
     }
+}
+
+/// Whether directory `path` holds a sled store (its data file), without touching it.
+pub fn is_store_dir(path: &Path) -> bool {
+    path.join("db").is_file()
 }
 
 /// Unreachable by user data or stored bytes: on a fresh `MemDisk` nothing is open, there is

@@ -192,11 +192,23 @@ impl IndexEntry {
         Ok(entry)
     }
 
+    /// Refuses a run no writer can have made: empty, starting before its chunk, reaching
+    /// past the records one chunk can count (`u32`), or ending at or past [`Position::MAX`]
+    /// (which readers use as "no bound"), so that every accessor's arithmetic stays in range.
     fn check(&self) -> Result<(), &'static str> {
         if self.count == 0 || self.chunk == Position::NONE || self.first_position < self.chunk {
             return Err("empty or inconsistent run");
         }
-        Ok(())
+        let offset = self.first_position.0 - self.chunk.0;
+        if offset.saturating_add(u64::from(self.count)) > u64::from(u32::MAX) {
+            return Err("run reaches past what one chunk can hold");
+        }
+        // The last position, `first + count - 1`, stays below `Position::MAX` exactly when
+        // `first + count` does not pass `u64::MAX`.
+        match self.first_position.0.checked_add(u64::from(self.count)) {
+            Some(_) => Ok(()),
+            None => Err("run reaches past the largest position"),
+        }
     }
 
     /// The position of the run's last event.
@@ -204,7 +216,7 @@ impl IndexEntry {
         Position(
             self.first_position
                 .0
-                .saturating_add(u64::from(self.count) - 1),
+                .saturating_add(u64::from(self.count).saturating_sub(1)),
         )
     }
 }
@@ -233,12 +245,19 @@ impl StreamEntry {
 
     /// How many events the entry covers.
     pub fn count(&self) -> u64 {
-        self.runs.iter().map(|r| u64::from(r.count)).sum()
+        self.runs
+            .iter()
+            .fold(0u64, |n, r| n.saturating_add(u64::from(r.count)))
     }
 
-    /// The version of the entry's last event.
+    /// The version of the entry's last event. A decoded entry's versions are in range
+    /// ([`Self::decode`] checks); the arithmetic saturates for entries built by hand.
     pub fn last_version(&self) -> Version {
-        Version(self.first_version.0 + self.count() - 1)
+        Version(
+            self.first_version
+                .0
+                .saturating_add(self.count().saturating_sub(1)),
+        )
     }
 
     /// The version its key names: the last for formats 1 and 2, the first for format 3.
@@ -255,7 +274,7 @@ impl StreamEntry {
         let mut next = self.first_version.0;
         self.runs.iter().map(move |r| {
             let v = Version(next);
-            next += u64::from(r.count);
+            next = next.saturating_add(u64::from(r.count));
             (v, *r)
         })
     }
@@ -267,8 +286,11 @@ impl StreamEntry {
             if r.first_position > bound {
                 break;
             }
-            let visible = (bound.0 - r.first_position.0 + 1).min(u64::from(r.count));
-            last = Some(Version(v.0 + visible - 1));
+            // `bound >= first_position >= 1`, so this is at least 1 and cannot wrap.
+            let visible = (bound.0 - r.first_position.0)
+                .saturating_add(1)
+                .min(u64::from(r.count));
+            last = Some(Version(v.0.saturating_add(visible - 1)));
         }
         last
     }
@@ -303,6 +325,11 @@ impl StreamEntry {
     /// [`Error::Corrupt`] on a bad length, format, checksum, or runs that do not fit together.
     pub fn decode(key_version: Version, bytes: &[u8], what: &str) -> Result<Self, Error> {
         let bad = |reason: &str| Error::corrupt(Position::NONE, format!("{what}: {reason}"));
+        // `Version::MAX` is the readers' "no bound": no stored event has it, so every
+        // `version + 1` a reader computes stays in range.
+        if key_version == Version::NONE || key_version == Version::MAX {
+            return Err(bad("key names version 0 or the largest version"));
+        }
         if bytes.first() != Some(&INDEX_FORMAT_V3) {
             let run = IndexEntry::decode(bytes, what)?;
             let count = u64::from(run.count);
@@ -310,12 +337,16 @@ impl StreamEntry {
                 return Err(bad("the run counts past version 1"));
             }
             return Ok(Self {
-                first_version: Version(key_version.0 + 1 - count),
+                // `count <= key_version`, so this is at least 1.
+                first_version: Version(key_version.0 - count + 1),
                 runs: vec![run],
-                format: bytes[0],
+                format: bytes.first().copied().unwrap_or_default(),
             });
         }
         let items = counted_items(bytes, INDEX_FORMAT_V3, RUN_BYTES).map_err(&bad)?;
+        if items.len() > MAX_RUNS {
+            return Err(bad("more runs than an entry holds"));
+        }
         let mut runs: Vec<IndexEntry> = Vec::with_capacity(items.len());
         let mut total = 0u64;
         for item in items {
@@ -334,7 +365,9 @@ impl StreamEntry {
             total += u64::from(run.count);
             runs.push(run);
         }
-        if key_version == Version::NONE || key_version.0.checked_add(total).is_none() {
+        // The last version, `key_version + total - 1`, stays below `Version::MAX` exactly
+        // when `key_version + total` does not pass `u64::MAX`.
+        if key_version.0.checked_add(total).is_none() {
             return Err(bad("versions out of range"));
         }
         Ok(Self {
@@ -368,7 +401,10 @@ pub fn decode_id_entry(bytes: &[u8], id: EventId) -> Result<Position, Error> {
     if !trailing_crc_ok(bytes) {
         return Err(bad("checksum mismatch"));
     }
-    Ok(Position(u64_at(bytes, 1)))
+    match Position(u64_at(bytes, 1)) {
+        Position::NONE | Position::MAX => Err(bad("position 0 or the largest position")),
+        p => Ok(p),
+    }
 }
 
 /// Whether `id` goes into a bucket: a UUID v7 (version 7, RFC 4122 variant), whose first
@@ -407,13 +443,16 @@ pub fn encode_id_bucket(entries: &[(EventId, Position)]) -> Vec<u8> {
 pub fn decode_id_bucket(bytes: &[u8]) -> Result<Vec<(EventId, Position)>, Error> {
     let bad = |reason: &str| Error::corrupt(Position::NONE, format!("id bucket: {reason}"));
     let items = counted_items(bytes, ID_BUCKET_FORMAT_V2, ID_ENTRY_BYTES).map_err(&bad)?;
+    if items.len() > ID_BUCKET_MAX {
+        return Err(bad("more ids than a bucket holds"));
+    }
     let mut out = Vec::with_capacity(items.len());
     for item in items {
         let mut id = [0u8; 16];
         id.copy_from_slice(&item[..16]);
         let p = Position(u64_at(item, 16));
-        if p == Position::NONE {
-            return Err(bad("position 0"));
+        if p == Position::NONE || p == Position::MAX {
+            return Err(bad("position 0 or the largest position"));
         }
         out.push((EventId::from_bytes(id), p));
     }
