@@ -1,4 +1,4 @@
-//! Benchmark workloads of DESIGN.md, each printing one JSON line per run.
+//! The benchmark workloads (W1–W5, soak; defined in BENCHMARKS.md), each printing one JSON line per run.
 //!
 //! ```text
 //! cargo bench --bench workloads -- w5 [--concurrency C] [--batch B] [--system annals-sled|sled-floor] [--events N]

@@ -110,3 +110,8 @@ pub mod prelude {
     };
     pub use annals_derive::{Command, DomainEvent};
 }
+
+/// The README's Rust examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -56,3 +56,27 @@ proptest! {
         }
     }
 }
+
+/// Under `ANNALS_STRESS=1`, with a nightly toolchain present, every libFuzzer target runs for
+/// 30 seconds (`fuzz/run.sh 30`) and must find no crash. Skipped otherwise.
+#[test]
+fn fuzz_targets_under_stress() {
+    if std::env::var_os("ANNALS_STRESS").is_none() {
+        return;
+    }
+    let nightly = std::process::Command::new("cargo")
+        .args(["+nightly", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !nightly {
+        eprintln!("no nightly toolchain: fuzz targets skipped");
+        return;
+    }
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/run.sh");
+    let status = std::process::Command::new("bash")
+        .arg(script)
+        .arg("30")
+        .status()
+        .unwrap();
+    assert!(status.success(), "fuzz/run.sh found a crash");
+}

@@ -155,7 +155,7 @@ impl EventData {
     }
 }
 
-/// One stored event as it is delivered: the envelope of DESIGN.md.
+/// One stored event as it is delivered: the envelope (position, stream, version, id, type, schema version, time, metadata, codec, payload).
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct RecordedEvent {
     /// Place in the global log.

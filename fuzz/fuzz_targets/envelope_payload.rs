@@ -13,7 +13,9 @@ enum Sample {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&codec, rest)) = data.split_first() else { return };
+    let Some((&codec, rest)) = data.split_first() else {
+        return;
+    };
     let (kind, payload) = rest.split_at(rest.len().min(1));
     let event_type = match kind.first().map(|k| k % 4) {
         Some(0) => "Opened",

@@ -24,7 +24,10 @@ fuzz_target!(|data: &[u8]| {
         }
         if let Ok(ids) = format::decode_id_bucket(b) {
             assert!(ids.len() <= format::ID_BUCKET_MAX);
-            assert!(ids.iter().all(|(_, p)| *p > Position::NONE && *p < Position::MAX));
+            assert!(
+                ids.iter()
+                    .all(|(_, p)| *p > Position::NONE && *p < Position::MAX)
+            );
         }
         if let Ok(p) = format::decode_id_entry(b, EventId::from_bytes([0; 16])) {
             assert!(p > Position::NONE && p < Position::MAX);

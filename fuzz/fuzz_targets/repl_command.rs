@@ -1,10 +1,10 @@
 //! The REPL's command parser: any line is a command or a one-line error.
 #![no_main]
 
-#[path = "../../examples/support/tickets.rs"]
-mod tickets;
 #[path = "../../examples/support/repl_cmd.rs"]
 mod repl_cmd;
+#[path = "../../examples/support/tickets.rs"]
+mod tickets;
 
 use libfuzzer_sys::fuzz_target;
 

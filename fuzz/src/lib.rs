@@ -2,8 +2,59 @@
 //! behind the CRCs, and a reader that takes the numbers the store derives from keys out of
 //! the fuzzer's input.
 
-use annals::{Position, Version};
-use annals_store::format::StreamEntry;
+use annals::{EventId, Position, StreamId, Version};
+use annals_store::format::{ID_PREFIX, StreamEntry};
+use annals_store::{MemDisk, layout};
+
+/// The streams [`disk_from`] writes stream-index keys of.
+pub const STREAMS: [&str; 3] = ["acc-1", "acc-2", "z-3"];
+
+/// An in-memory disk built from the input: a marker choice, then up to seven keys, each a
+/// kind byte (chunk, stream-index entry, id bucket, id entry), a number for the key, a length
+/// byte and the value, whose checksums are fixed up.
+pub fn disk_from(data: &[u8]) -> MemDisk {
+    let mut input = Input(data);
+    let disk = MemDisk::new();
+    let marker = match input.byte() % 8 {
+        0 => None,
+        1 => Some(9),
+        _ => Some(layout::STORE_FORMAT),
+    };
+    if let Some(m) = marker {
+        disk.overwrite(layout::FORMAT_KEY, &[m]);
+    }
+    for _ in 0..(input.byte() % 8) {
+        let kind = input.byte();
+        let n = input.number();
+        let len = usize::from(input.byte());
+        let mut value = input.take(len).to_vec();
+        let key = match kind % 5 {
+            0 => {
+                fix_chunk_crcs(&mut value);
+                layout::event_key(Position(n)).to_vec()
+            }
+            1 | 2 => {
+                fix_trailing_crc(&mut value);
+                let Ok(s) = StreamId::new(STREAMS[usize::from(kind / 5) % 3]) else {
+                    continue;
+                };
+                layout::stream_key(&s, Version(n))
+            }
+            3 => {
+                fix_trailing_crc(&mut value);
+                let mut prefix = [0u8; ID_PREFIX];
+                prefix[..8].copy_from_slice(&n.to_le_bytes());
+                layout::id_bucket_key(prefix, Position(n)).to_vec()
+            }
+            _ => {
+                fix_trailing_crc(&mut value);
+                layout::id_key(EventId::from_bytes(u128::from(n).to_be_bytes())).to_vec()
+            }
+        };
+        disk.overwrite(&key, &value);
+    }
+    disk
+}
 
 /// The fuzzer's input, consumed from the front.
 pub struct Input<'a>(pub &'a [u8]);
@@ -99,7 +150,12 @@ pub fn use_entry(e: &StreamEntry) {
         assert!(r.first_position >= r.chunk && r.last_position() < Position::MAX);
         let _ = (v.next(), r.last_position().next());
     }
-    for bound in [Position::NONE, Position(1), Position(u64::MAX / 2), Position::MAX] {
+    for bound in [
+        Position::NONE,
+        Position(1),
+        Position(u64::MAX / 2),
+        Position::MAX,
+    ] {
         let _ = e.last_version_within(bound);
     }
 }

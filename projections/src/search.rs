@@ -372,6 +372,13 @@ fn read_current(base: &Path) -> Option<u64> {
         .ok()
 }
 
+/// The generation after `number` (read from disk): an error rather than a wrap at the end.
+fn next_generation(number: u64) -> Result<u64, ProjectionError> {
+    number
+        .checked_add(1)
+        .ok_or_else(|| tantivy_err(format!("generation number {number} cannot grow")))
+}
+
 /// Points `CURRENT` at `number` atomically (write, fsync, rename, fsync the directory).
 fn write_current(base: &Path, number: u64) -> Result<(), ProjectionError> {
     let tmp = base.join("CURRENT.tmp");
@@ -424,7 +431,12 @@ impl<P: SearchProjector> SearchProjection<P> {
             Ok(g) => g,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot open the search index; starting a new one");
-                let g = Generation::open(&base, number + 1, &schema, config.doc_cache_blocks)?;
+                let g = Generation::open(
+                    &base,
+                    next_generation(number)?,
+                    &schema,
+                    config.doc_cache_blocks,
+                )?;
                 write_current(&base, g.number)?;
                 g
             }
@@ -588,7 +600,7 @@ impl<P: SearchProjector> Projection for SearchProjection<P> {
     async fn clear(&mut self) -> Result<(), ProjectionError> {
         // Build the new index beside the live one; queries keep using the live one.
         let schema = self.handle.schema.clone();
-        let number = self.writing.number.max(self.handle.generation().number) + 1;
+        let number = next_generation(self.writing.number.max(self.handle.generation().number))?;
         let _ = std::fs::remove_dir_all(self.base.join(format!("gen-{number}")));
         let generation = Arc::new(Generation::open(
             &self.base,

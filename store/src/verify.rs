@@ -223,13 +223,7 @@ const STOP: Flow = ControlFlow::Break(());
 
 impl<B: Backend> Walk<'_, B> {
     /// Scans `lo..=hi`, handing each pair to `f`; a read error ends the scan as a problem.
-    fn scan(
-        &mut self,
-        lo: &[u8],
-        hi: &[u8],
-        what: &str,
-        f: Visitor<'_, Self>,
-    ) {
+    fn scan(&mut self, lo: &[u8], hi: &[u8], what: &str, f: Visitor<'_, Self>) {
         let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         let mut from = lo.to_vec();
         // Pages of keys, so that `f` may read the backend itself.

@@ -19,7 +19,9 @@ fn corpus() -> PathBuf {
 }
 
 fn fixture(path: &str) -> Vec<u8> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(path);
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures")
+        .join(path);
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
@@ -70,11 +72,27 @@ fn chunk_of(events: &[RecordedEvent]) -> Vec<u8> {
 fn main() {
     let _ = std::fs::remove_dir_all(corpus());
     // Records and chunks of every format.
-    write("stored_record", "chunk-v1", &keyed(10, &fixture("format-v1/chunk-at-10.bin")));
-    write("stored_record", "chunk-v2", &keyed(10, &fixture("format-v2/group-chunk-at-10.bin")));
-    write("stored_record", "chunk-v2-records-v2", &keyed(10, &fixture("format-v4/group-chunk-at-10.bin")));
+    write(
+        "stored_record",
+        "chunk-v1",
+        &keyed(10, &fixture("format-v1/chunk-at-10.bin")),
+    );
+    write(
+        "stored_record",
+        "chunk-v2",
+        &keyed(10, &fixture("format-v2/group-chunk-at-10.bin")),
+    );
+    write(
+        "stored_record",
+        "chunk-v2-records-v2",
+        &keyed(10, &fixture("format-v4/group-chunk-at-10.bin")),
+    );
     let events = [event(7, 1, 1), event(8, 2, 2)];
-    write("stored_record", "chunk-fresh", &keyed(7, &chunk_of(&events)));
+    write(
+        "stored_record",
+        "chunk-fresh",
+        &keyed(7, &chunk_of(&events)),
+    );
     let mut v1 = Vec::new();
     format::encode_record_v1(&events[0], &mut v1);
     write("stored_record", "record-v1", &keyed(7, &v1));
@@ -85,11 +103,27 @@ fn main() {
         payload: vec![1, 2, 3],
         taken_at: Timestamp(5),
     };
-    write("stored_record", "snapshot-v1", &keyed(0, &format::encode_snapshot(&snapshot)));
+    write(
+        "stored_record",
+        "snapshot-v1",
+        &keyed(0, &format::encode_snapshot(&snapshot)),
+    );
     // Index entries of every format, under the key versions they were written for.
-    write("index_entry", "stream-v1", &keyed(6, &fixture("format-v1/index-entry.bin")));
-    write("index_entry", "stream-v2", &keyed(5, &fixture("format-v2/index-entry.bin")));
-    write("index_entry", "stream-v3", &keyed(4, &fixture("format-v3/stream-entry.bin")));
+    write(
+        "index_entry",
+        "stream-v1",
+        &keyed(6, &fixture("format-v1/index-entry.bin")),
+    );
+    write(
+        "index_entry",
+        "stream-v2",
+        &keyed(5, &fixture("format-v2/index-entry.bin")),
+    );
+    write(
+        "index_entry",
+        "stream-v3",
+        &keyed(4, &fixture("format-v3/stream-entry.bin")),
+    );
     let run = |c, f, n| IndexEntry {
         chunk: Position(c),
         first_position: Position(f),
@@ -100,8 +134,16 @@ fn main() {
         long.runs.push(run(10 * i, 10 * i + 1, 3));
     }
     write("index_entry", "stream-v3-full", &keyed(1, &long.encode()));
-    write("index_entry", "id-bucket-v2", &keyed(0, &fixture("format-v3/id-bucket.bin")));
-    write("index_entry", "id-entry-v1", &keyed(0, &fixture("format-v1/id-entry.bin")));
+    write(
+        "index_entry",
+        "id-bucket-v2",
+        &keyed(0, &fixture("format-v3/id-bucket.bin")),
+    );
+    write(
+        "index_entry",
+        "id-entry-v1",
+        &keyed(0, &fixture("format-v1/id-entry.bin")),
+    );
     // A small healthy store for verify: marker, one chunk of two events, its stream entry,
     // two format-1 id entries (counter ids 1 and 2).
     let mut store = vec![2u8, 4];
@@ -116,13 +158,19 @@ fn main() {
     kv(1, 1, &StreamEntry::new(Version(1), run(1, 1, 2)).encode());
     kv(4, 1, &format::encode_id_entry(Position(1)));
     kv(4, 2, &format::encode_id_entry(Position(2)));
+    let report = annals_store::verify_disk(&annals_fuzz::disk_from(&store)).unwrap();
+    assert!(report.ok() && report.events == 2, "{:?}", report.problems);
     write("verify_store", "healthy", &store);
     // Keys of every kind.
     let s = StreamId::new("acc-1").unwrap();
     write("layout_keys", "event", &layout::event_key(Position(42)));
     write("layout_keys", "stream", &layout::stream_key(&s, Version(7)));
     write("layout_keys", "id", &layout::id_key(EventId::new()));
-    write("layout_keys", "bucket", &layout::id_bucket_key([7; 10], Position(9)));
+    write(
+        "layout_keys",
+        "bucket",
+        &layout::id_bucket_key([7; 10], Position(9)),
+    );
     write("layout_keys", "snapshot", &layout::snapshot_key(&s));
     // Read-model bytes, encoded as the read models encode them.
     let kv_config = bincode::config::standard()
@@ -132,9 +180,17 @@ fn main() {
         position: Position(42),
         version: 3,
     };
-    write("read_model_bytes", "kv-checkpoint", &bincode::serde::encode_to_vec(cp, kv_config).unwrap());
+    write(
+        "read_model_bytes",
+        "kv-checkpoint",
+        &bincode::serde::encode_to_vec(cp, kv_config).unwrap(),
+    );
     let row = ("Printer jams".to_string(), 2u64);
-    write("read_model_bytes", "kv-row", &bincode::serde::encode_to_vec(&row, kv_config).unwrap());
+    write(
+        "read_model_bytes",
+        "kv-row",
+        &bincode::serde::encode_to_vec(&row, kv_config).unwrap(),
+    );
     let parked = Parked {
         projection: "ticket-list".into(),
         position: Position(7),
@@ -149,7 +205,11 @@ fn main() {
         "parked",
         &bincode::serde::encode_to_vec(&parked, bincode::config::standard()).unwrap(),
     );
-    write("read_model_bytes", "search-payload", br#"{"position":42,"version":1}"#);
+    write(
+        "read_model_bytes",
+        "search-payload",
+        br#"{"position":42,"version":1}"#,
+    );
     // Export lines.
     let mut lines = String::new();
     for e in [event(1, 1, 1), event(2, 2, 2)] {
@@ -162,7 +222,11 @@ fn main() {
     json.extend_from_slice(br#"{"Opened":{"title":"t","priority":2}}"#);
     write("envelope_payload", "json-opened", &json);
     let mut bin = vec![CodecId::BINCODE.0, 1];
-    bin.extend(CodecId::BINCODE.encode("Tagged", &(vec!["a".to_string()], 7u64)).unwrap());
+    bin.extend(
+        CodecId::BINCODE
+            .encode("Tagged", &(vec!["a".to_string()], 7u64))
+            .unwrap(),
+    );
     write("envelope_payload", "bincode-tagged", &bin);
     // REPL lines.
     for (i, line) in [
