@@ -66,6 +66,37 @@
 //! ```
 
 pub use annals_core::*;
+/// Derives `DomainEvent` (one event type per variant, payload = the variant's fields;
+/// `#[event(name = "..")]`, `#[event(version = N)]`) and `Command` (`#[command(id)]` names the
+/// field holding the aggregate id).
+///
+/// ```
+/// use annals::{Command, DomainEvent};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(DomainEvent, Serialize, Deserialize, Debug, Clone, PartialEq)]
+/// enum AccountEvent {
+///     Opened { owner: String },
+///     #[event(version = 2)]
+///     Deposited { amount: u64 },
+///     #[event(name = "Withdrawn")]
+///     Withdrew { amount: u64 },
+/// }
+///
+/// #[derive(Command)]
+/// struct Deposit {
+///     #[command(id)]
+///     account: String,
+///     amount: u64,
+/// }
+///
+/// let e = AccountEvent::Withdrew { amount: 3 };
+/// assert_eq!(e.event_type(), "Withdrawn");
+/// assert_eq!(AccountEvent::Deposited { amount: 1 }.schema_version(), 2);
+/// let cmd = Deposit { account: "a-1".into(), amount: 5 };
+/// assert_eq!(cmd.aggregate_id(), "a-1");
+/// # let _ = cmd.amount;
+/// ```
 pub use annals_derive::{Command, DomainEvent};
 
 mod repository;

@@ -1,10 +1,50 @@
 //! A test kit for aggregates, with no store: `given(events).when(command).then_expect(events)`.
 //!
-//! ```ignore
+//! ```
+//! use annals::prelude::*;
 //! use annals::testing::given;
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(DomainEvent, Serialize, Deserialize, Clone, Debug, PartialEq)]
+//! enum AccountEvent {
+//!     Opened { owner: String },
+//!     Deposited { amount: u64 },
+//! }
+//!
+//! #[derive(Default, Clone, Debug, Serialize, Deserialize)]
+//! struct Account {
+//!     open: bool,
+//!     balance: u64,
+//! }
+//!
+//! #[derive(Debug, PartialEq, thiserror::Error)]
+//! #[error("the account is not open")]
+//! struct NotOpen;
+//!
+//! impl Aggregate for Account {
+//!     const TYPE: &'static str = "account";
+//!     type Command = u64; // a deposit
+//!     type Event = AccountEvent;
+//!     type Error = NotOpen;
+//!     type Services = ();
+//!     fn handle(&self, amount: &u64, _: &()) -> Result<Vec<AccountEvent>, NotOpen> {
+//!         if !self.open {
+//!             return Err(NotOpen);
+//!         }
+//!         Ok(vec![AccountEvent::Deposited { amount: *amount }])
+//!     }
+//!     fn apply(&mut self, e: &AccountEvent) {
+//!         match e {
+//!             AccountEvent::Opened { .. } => self.open = true,
+//!             AccountEvent::Deposited { amount } => self.balance += amount,
+//!         }
+//!     }
+//! }
+//!
 //! given::<Account>([AccountEvent::Opened { owner: "ada".into() }])
-//!     .when(AccountCommand::Deposit { amount: 5 })
+//!     .when(5)
 //!     .then_expect([AccountEvent::Deposited { amount: 5 }]);
+//! given::<Account>([]).when(5).then_expect_error(NotOpen);
 //! ```
 //!
 //! Every event given or produced is also round-tripped through its payload codec, so an

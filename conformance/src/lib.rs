@@ -4,8 +4,30 @@
 //! functions over a [`Harness`] that opens and reopens a store. A backend's test file calls
 //! [`conformance_tests!`] once:
 //!
-//! ```ignore
-//! annals_conformance::conformance_tests!(sled, MySledHarness::default());
+//! ```
+//! use annals_conformance::Harness;
+//! use annals_store::{MemDisk, MemStore};
+//!
+//! #[derive(Default)]
+//! struct Mem(Option<MemDisk>);
+//!
+//! impl Harness for Mem {
+//!     type Store = MemStore;
+//!     async fn fresh(&mut self) -> MemStore {
+//!         let disk = MemDisk::new();
+//!         self.0 = Some(disk.clone());
+//!         MemStore::open(disk).unwrap()
+//!     }
+//!     async fn reopen(&mut self, store: MemStore) -> MemStore {
+//!         drop(store);
+//!         MemStore::open(self.0.clone().unwrap()).unwrap()
+//!     }
+//! }
+//!
+//! // In a test file, `annals_conformance::conformance_tests!(mem, Mem::default());` makes one
+//! // `#[tokio::test]` per function of the suite. One of them, run by hand:
+//! let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+//! rt.block_on(annals_conformance::partial_reappends_are_duplicates(Mem::default()));
 //! ```
 //!
 //! Every function panics (with a message) on a contract violation, like any test.

@@ -6,25 +6,9 @@
 //! *expand* into code that names only paths of the facade's hidden `annals::__private`
 //! module — so a misuse gets all its errors at once, where they are.
 //!
-//! ```ignore
-//! use annals::{Command, DomainEvent};
-//!
-//! #[derive(DomainEvent, Debug, Clone, PartialEq)]
-//! enum AccountEvent {
-//!     Opened { owner: String },
-//!     #[event(version = 2)]
-//!     Deposited { amount: u64 },
-//!     #[event(name = "Withdrawn")]
-//!     Withdrew { amount: u64 },
-//! }
-//!
-//! #[derive(Command)]
-//! struct Deposit {
-//!     #[command(id)]
-//!     account: String,
-//!     amount: u64,
-//! }
-//! ```
+//! What the derives accept and produce is shown, running, in the facade's documentation
+//! (`annals::DomainEvent`, `annals::Command`); the `trybuild` cases in `tests/ui/` show every
+//! error with its span.
 
 use proc_macro::TokenStream;
 use syn::{DeriveInput, parse_macro_input};
