@@ -3,7 +3,7 @@
 //! `tests/00_regression.rs`. `ANNALS_STRESS=1` runs many more cases.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use proptest::prelude::*;
 

@@ -2,7 +2,7 @@
 //! `test`, trust auth). Each test uses its own schema and drops it afterwards.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use annals_conformance::conformance_tests;
 use common::Pg;

@@ -9,7 +9,7 @@
     clippy::print_stdout
 )]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -91,7 +91,7 @@ fn sigkill_mid_batch_keeps_the_read_model_equal_to_a_rebuild() {
     for cycle in 0..cycles {
         let run_for = Duration::from_millis(20 + common::child::next(&mut seed) % 150);
         common::child::run_and_kill(
-            "projection_crash_child",
+            "projection_crash::projection_crash_child",
             DIR_VAR,
             dir.path(),
             run_for,

@@ -4,8 +4,7 @@
 //! `fuzz/` crate runs the same decoders under libFuzzer.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "../examples/support/tickets.rs"]
-mod tickets;
+use crate::tickets;
 
 use annals::{CodecId, DomainEvent, Error};
 use proptest::prelude::*;

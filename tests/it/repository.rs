@@ -2,8 +2,7 @@
 //! commands with retries, idempotent commands, metadata, snapshot fallback, upcasting.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "../examples/bank/domain.rs"]
-mod domain;
+use crate::domain;
 
 use std::sync::Arc;
 

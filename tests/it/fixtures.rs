@@ -9,7 +9,7 @@
 //! store written with them (store format 2). `format-v4/` holds a chunk of records of format
 //! 2 (append marks), `store-v4/` a store written with them (store format 3). Write the fixtures
 //! of a *new* format version, never an old one, with
-//! `ANNALS_WRITE_FIXTURES=<version> cargo test --test fixtures`.
+//! `ANNALS_WRITE_FIXTURES=<version> cargo test --test it fixtures::`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};

@@ -10,9 +10,8 @@
     clippy::print_stdout
 )]
 
-mod common;
-#[path = "../examples/support/tickets.rs"]
-mod tickets;
+use crate::common;
+use crate::tickets;
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -108,7 +107,13 @@ fn sigkill_resumes_from_the_payload_checkpoint_without_duplicates() {
     let mut docs = 0;
     for cycle in 0..cycles {
         let run_for = Duration::from_millis(100 + common::child::next(&mut seed) % 300);
-        common::child::run_and_kill("search_crash_child", DIR_VAR, dir.path(), run_for, cycle);
+        common::child::run_and_kill(
+            "search_crash::search_crash_child",
+            DIR_VAR,
+            dir.path(),
+            run_for,
+            cycle,
+        );
 
         rt.block_on(async {
             let store = SledStore::open(dir.path().join("store")).unwrap();

@@ -11,7 +11,7 @@ use annals::prelude::*;
 use annals::projections::*;
 use proptest::prelude::*;
 
-mod common;
+use crate::common;
 
 use common::projections::{PerStream, check_once, rebuilt, temp_db};
 

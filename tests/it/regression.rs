@@ -2,7 +2,7 @@
 //! here with a one-line postmortem.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use common::{Expect, Op};
 

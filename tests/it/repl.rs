@@ -7,10 +7,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-#[path = "../examples/support/repl_cmd.rs"]
-mod repl_cmd;
-#[path = "../examples/support/tickets.rs"]
-mod tickets;
+use crate::repl_cmd;
 
 use repl_cmd::{At, COMMANDS, Cmd, parse};
 

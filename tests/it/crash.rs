@@ -23,9 +23,8 @@ use annals::projections::{
     KvProjection, KvReadModel, ProjectionConfig, ProjectionRunner, SearchConfig, SearchProjection,
 };
 
-mod common;
-#[path = "../examples/support/tickets.rs"]
-mod tickets;
+use crate::common;
+use crate::tickets;
 
 use common::projections::PerStream;
 use tickets::TicketEvent;
@@ -264,7 +263,8 @@ fn kill_nine_loses_no_acked_event() {
     let mut events = 0;
     for cycle in 0..cycles {
         let run_for = Duration::from_millis(5 + common::child::next(&mut seed) % 120);
-        let lines = common::child::run_and_kill("crash_child", DIR_VAR, dir.path(), run_for, cycle);
+        let lines =
+            common::child::run_and_kill("crash::crash_child", DIR_VAR, dir.path(), run_for, cycle);
         acks.extend(lines.iter().filter_map(|l| parse_ack(l)));
         let store = SledStore::open(dir.path().join("store")).unwrap();
         let (n, _) = rt.block_on(verify(&store, &acks));

@@ -1,6 +1,6 @@
 //! `trybuild` tests of the derive macros: passing uses, and every misuse with its expected
 //! compiler output (`tests/ui/fail/*.stderr`). Regenerate the `.stderr` files after an
-//! intended change with `TRYBUILD=overwrite cargo test --test derive_ui`.
+//! intended change with `TRYBUILD=overwrite cargo test --test it derive_ui`.
 
 #[test]
 fn derive_ui() {

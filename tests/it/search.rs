@@ -2,8 +2,7 @@
 //! rebuild while queries run, version change on start, filters and snippets.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "../examples/support/tickets.rs"]
-mod tickets;
+use crate::tickets;
 
 use std::time::Duration;
 

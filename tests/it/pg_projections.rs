@@ -10,7 +10,7 @@
     clippy::print_stdout
 )]
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -206,7 +206,7 @@ impl Proc {
     fn spawn(schema: &str, appends: usize) -> Self {
         let appends = appends.to_string();
         let (mut child, lines) = common::child::spawn_test(
-            "pg_projection_child",
+            "pg_projections::pg_projection_child",
             &[
                 (CHILD_VAR, schema.as_ref()),
                 (APPENDS_VAR, appends.as_ref()),

@@ -1,0 +1,35 @@
+//! The integration tests, one module per file, in one test binary (one link of sled,
+//! tantivy and tokio instead of one per file). The crash tests run tests of this same
+//! binary as child processes (`common::child`), by their full names (`crash::crash_child`).
+//!
+//! Run one file's tests with a filter: `cargo test --test it crash::`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+// The example domains the tests share.
+#[path = "../../examples/bank/domain.rs"]
+mod domain;
+#[path = "../../examples/support/repl_cmd.rs"]
+mod repl_cmd;
+#[path = "../../examples/support/tickets.rs"]
+mod tickets;
+
+// `regression` first: the named regressions of earlier shrunk failures.
+mod regression;
+
+mod conformance;
+mod corruption;
+mod crash;
+mod decoders;
+mod derive_ui;
+mod faults;
+mod fixtures;
+mod model;
+mod pg_projections;
+mod projection_crash;
+mod projections;
+mod repl;
+mod repository;
+mod search;
+mod search_crash;
