@@ -79,7 +79,7 @@ impl Upcasters {
     pub fn upcast_to(&self, mut event: RecordedEvent, target: u32) -> Result<RecordedEvent, Error> {
         if event.schema_version > target {
             return Err(Error::Codec {
-                action: "decode",
+                action: annals_core::CodecAction::Decode,
                 event_type: event.event_type.clone(),
                 reason: format!(
                     "schema version {} at position {} is newer than this build's {target}",
@@ -91,7 +91,7 @@ impl Upcasters {
             let key = (event.event_type.clone(), event.schema_version);
             let Some(step) = self.steps.get(&key) else {
                 return Err(Error::Codec {
-                    action: "decode",
+                    action: annals_core::CodecAction::Decode,
                     event_type: event.event_type.clone(),
                     reason: format!(
                         "no upcaster from schema version {} (position {}) towards {target}",

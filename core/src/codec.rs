@@ -47,7 +47,7 @@ impl CodecId {
         value: &T,
     ) -> Result<Vec<u8>, Error> {
         let fail = |reason: String| Error::Codec {
-            action: "encode",
+            action: crate::CodecAction::Encode,
             event_type: event_type.to_owned(),
             reason,
         };
@@ -65,7 +65,7 @@ impl CodecId {
     /// [`Error::Codec`] when the bytes do not decode into `T` or the codec is unknown.
     pub fn decode<T: DeserializeOwned>(self, event_type: &str, bytes: &[u8]) -> Result<T, Error> {
         let fail = |reason: String| Error::Codec {
-            action: "decode",
+            action: crate::CodecAction::Decode,
             event_type: event_type.to_owned(),
             reason,
         };
@@ -132,7 +132,7 @@ mod tests {
         assert!(matches!(
             r,
             Err(Error::Codec {
-                action: "decode",
+                action: crate::CodecAction::Decode,
                 ..
             })
         ));

@@ -1,17 +1,45 @@
 //! The one error type of the storage contract.
 
+use std::sync::Arc;
+
 use crate::expected::ExpectedVersion;
 use crate::ids::{EventId, Position, StreamId, Version};
 
 /// A `Result` whose error is [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// What a codec was doing when it failed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub enum CodecAction {
+    /// Turning a value into payload bytes.
+    Encode,
+    /// Turning payload bytes into a value.
+    Decode,
+}
+
+impl std::fmt::Display for CodecAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CodecAction::Encode => "encode",
+            CodecAction::Decode => "decode",
+        })
+    }
+}
+
+/// The cause of an infrastructure error, shared so that [`Error`] stays `Clone`.
+pub type Source = Arc<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Everything that can go wrong talking to an event store.
 ///
 /// Variants are grouped by what a caller does about them: *retryable* conflicts, *caller bugs*
 /// (bad input that will never succeed), *data* problems (corruption, undecodable payloads) and
 /// *infrastructure* failures. Domain errors of aggregates are never of this type.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Clone`: one failure can be handed to every caller it concerns (every append of a failed
+/// group commit), causes and all — I/O errors and engine errors are kept behind an `Arc`, so
+/// [`std::error::Error::source`] still reaches them.
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// Optimistic concurrency: the stream was not at the expected version.
@@ -73,8 +101,8 @@ pub enum Error {
     /// On decode this usually means the event type changed without an upcaster.
     #[error("cannot {action} payload of event type {event_type:?}: {reason}")]
     Codec {
-        /// `"encode"` or `"decode"`.
-        action: &'static str,
+        /// Encoding or decoding.
+        action: CodecAction,
         /// The event type involved.
         event_type: String,
         /// The codec's message.
@@ -94,18 +122,50 @@ pub enum Error {
     #[error("store is closed")]
     Closed,
 
+    /// The store's bytes are of a format this build does not read (written by a newer
+    /// build, or not a store of this kind at all). Nothing was changed; open it with a build
+    /// that reads `found`.
+    #[error("incompatible store format {found}; this build reads {reads}")]
+    IncompatibleFormat {
+        /// What the store says it is (its format marker, or what is missing).
+        found: String,
+        /// The formats this build reads.
+        reads: String,
+    },
+
+    /// The store is open in another handle or process that holds its lock. Close that one,
+    /// or wait for it.
+    #[error("store {what} is locked by another handle or process")]
+    Locked {
+        /// Which store (its path).
+        what: String,
+        /// The engine's error.
+        #[source]
+        source: Option<Source>,
+    },
+
     /// An I/O error from the disk. The append that saw it was not acknowledged; the store is
     /// poisoned afterwards.
     #[error("i/o error: {0}")]
-    Io(#[from] std::io::Error),
+    Io(#[source] Arc<std::io::Error>),
 
     /// An error of the storage engine underneath (sled, a database server, ...).
-    #[error("storage engine error: {0}")]
-    Storage(String),
+    #[error("storage engine error: {message}")]
+    Storage {
+        /// What failed.
+        message: String,
+        /// The engine's own code for it, when it has one (a PostgreSQL SQLSTATE).
+        code: Option<String>,
+        /// The engine's error.
+        #[source]
+        source: Option<Source>,
+    },
+}
 
-    /// A time limit passed before the operation completed.
-    #[error("timed out: {0}")]
-    Timeout(String),
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Io(Arc::new(e))
+    }
 }
 
 impl Error {
@@ -115,10 +175,31 @@ impl Error {
         matches!(self, Error::Conflict { .. })
     }
 
+    /// A `Storage` error with a message and no cause.
+    pub fn storage(message: impl Into<String>) -> Self {
+        Error::Storage {
+            message: message.into(),
+            code: None,
+            source: None,
+        }
+    }
+
+    /// A `Storage` error caused by `source`.
+    pub fn storage_caused(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Storage {
+            message: message.into(),
+            code: None,
+            source: Some(Arc::new(source)),
+        }
+    }
+
     /// The `Codec` error for an event type that `for_type` does not know.
     pub fn unknown_event_type(event_type: &str, for_type: &str) -> Self {
         Error::Codec {
-            action: "decode",
+            action: CodecAction::Decode,
             event_type: event_type.to_owned(),
             reason: format!("not an event type of {for_type}"),
         }

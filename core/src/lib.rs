@@ -33,7 +33,7 @@ mod subscription;
 pub use aggregate::{Aggregate, Command, DomainEvent};
 pub use codec::{CodecId, DECODE_LIMIT};
 pub use envelope::{EventData, MAX_EVENT_TYPE_LEN, RecordedEvent, Timestamp};
-pub use error::{Error, Result};
+pub use error::{CodecAction, Error, Result, Source};
 pub use expected::ExpectedVersion;
 pub use ids::{EventId, MAX_STREAM_ID_LEN, Position, StreamId, Version};
 pub use metadata::Metadata;

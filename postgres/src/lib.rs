@@ -164,6 +164,27 @@ impl PgStore {
         })
     }
 
+    /// Every acknowledged append is already committed (the writer acknowledges after
+    /// `COMMIT`, with the server's `synchronous_commit`): there is nothing to flush. Here so
+    /// that code written against the embedded store's `flush` works unchanged.
+    ///
+    /// # Errors
+    /// None today; reserved for a store that buffers.
+    pub async fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Lets go of this handle; when it was the last one, the writer and the notification
+    /// listener stop and every connection closes. Appends in flight when the last handle goes
+    /// are not acknowledged (their transactions commit or roll back as a whole).
+    ///
+    /// # Errors
+    /// None today.
+    pub async fn close(self) -> Result<()> {
+        drop(self);
+        Ok(())
+    }
+
     /// Drops the store's schema and everything in it (for tests).
     ///
     /// # Errors

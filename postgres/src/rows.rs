@@ -6,19 +6,20 @@ use annals_core::{
 };
 use tokio_postgres::Row;
 
-/// A driver error as the store's storage error.
+/// A driver error as the store's storage error: PostgreSQL's message, its SQLSTATE as the
+/// error's `code`, the driver's error as its source.
 pub(crate) fn pg(e: tokio_postgres::Error) -> Error {
-    match e.as_db_error() {
-        Some(db) => Error::Storage(format!("postgres: {} ({})", db.message(), db.code().code())),
-        None => Error::Storage(format!("postgres: {e}")),
-    }
-}
-
-/// A copy of a group's error for each of its appends (`Error` is not `Clone`).
-pub(crate) fn copy(e: &Error) -> Error {
-    match e {
-        Error::Storage(m) => Error::Storage(m.clone()),
-        other => Error::Storage(other.to_string()),
+    let (message, code) = match e.as_db_error() {
+        Some(db) => (
+            format!("postgres: {} ({})", db.message(), db.code().code()),
+            Some(db.code().code().to_owned()),
+        ),
+        None => (format!("postgres: {e}"), None),
+    };
+    Error::Storage {
+        message,
+        code,
+        source: Some(std::sync::Arc::new(e)),
     }
 }
 

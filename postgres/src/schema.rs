@@ -50,7 +50,7 @@ pub(crate) fn valid_schema(name: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::Storage(format!(
+        Err(Error::storage(format!(
             "schema name {name:?} must be lower-case letters, digits and _"
         )))
     }

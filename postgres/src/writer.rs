@@ -37,7 +37,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Statement};
 
 use crate::PgConfig;
-use crate::rows::{COLUMNS, col, copy, count_col, mark_column, marks_of, pg, to_event};
+use crate::rows::{COLUMNS, col, count_col, mark_column, marks_of, pg, to_event};
 
 /// One queued append.
 pub(crate) struct Request {
@@ -180,7 +180,7 @@ impl Writer {
                     Err(e) => {
                         tracing::warn!(error = %e, "postgres writer cannot connect");
                         for r in group {
-                            let _ = r.reply.send(Err(copy(&e)));
+                            let _ = r.reply.send(Err(e.clone()));
                         }
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(Duration::from_secs(2));
@@ -206,7 +206,7 @@ impl Writer {
                     let _ = conn.client.batch_execute("ROLLBACK").await;
                     tracing::warn!(error = %e, "append group failed");
                     for r in group {
-                        let _ = r.reply.send(Err(copy(&e)));
+                        let _ = r.reply.send(Err(e.clone()));
                     }
                 }
             }
@@ -466,7 +466,8 @@ impl<'a> Writes<'a> {
         let headers = pending
             .iter()
             .map(|e| {
-                serde_json::to_value(&e.metadata.headers).map_err(|e| Error::Storage(e.to_string()))
+                serde_json::to_value(&e.metadata.headers)
+                    .map_err(|e| Error::storage_caused("headers as JSON", e))
             })
             .collect::<Result<_>>()?;
         let mut heads: HashMap<&str, i64> = HashMap::new();

@@ -36,38 +36,93 @@ pub(crate) trait Backend: Send + Sync + 'static {
 
 fn sled_err(e: sled::Error) -> Error {
     match e {
-        sled::Error::Io(io) => Error::Io(io),
+        sled::Error::Io(io) => io.into(),
         sled::Error::Corruption { at, .. } => {
-            Error::Storage(format!("sled reports corruption at {at:?}"))
+            Error::storage(format!("sled reports corruption at {at:?}"))
         }
-        other => Error::Storage(other.to_string()),
+        other => Error::storage_caused("sled", other),
     }
 }
 
 /// sled 0.34 on disk. `flush` is sled's flush (which ends in `sync_file_range` on Linux and
 /// so survives neither a power loss nor a crash of the disk's cache); `sync_data` adds the
 /// `fdatasync` of sled's data file and of any blob files sled wrote for large values.
+///
+/// sled locks its data file (`db`, with `flock`) while it is open, and releases the lock from
+/// its background threads a moment after the last handle is dropped. [`SledBackend::open`]
+/// checks the lock itself first, so a store open elsewhere is [`Error::Locked`] (not text to
+/// match), and dropping a backend waits until sled has let go of the lock, so that the store
+/// can be opened again right away.
 pub(crate) struct SledBackend {
+    // Dropped first (fields drop in order), then `released` waits for sled's lock to go.
     db: sled::Db,
     data_file: File,
     dir: PathBuf,
     synced_blobs: Mutex<HashSet<std::ffi::OsString>>,
+    _released: LockReleased,
+}
+
+/// Waits, when dropped, until sled's lock on the data file is free (at most two seconds).
+struct LockReleased {
+    data_file: PathBuf,
+}
+
+impl Drop for LockReleased {
+    fn drop(&mut self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while std::time::Instant::now() < deadline {
+            match lock_state(&self.data_file) {
+                Ok(false) => std::thread::sleep(std::time::Duration::from_millis(1)),
+                // Free, or nothing to wait for.
+                _ => return,
+            }
+        }
+        tracing::warn!(path = %self.data_file.display(), "sled still holds its lock after close");
+    }
+}
+
+/// Whether the data file's lock is free (`Ok(true)`), held by someone (`Ok(false)`), or the
+/// file cannot be checked. A probe's own lock goes with its file handle.
+fn lock_state(data_file: &Path) -> std::io::Result<bool> {
+    let file = File::open(data_file)?;
+    match file.try_lock() {
+        Ok(()) => Ok(true),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
 }
 
 impl SledBackend {
     pub(crate) fn open(dir: &Path, cache_bytes: u64) -> Result<Self, Error> {
+        let data_file = dir.join("db");
+        match lock_state(&data_file) {
+            Ok(false) => {
+                return Err(Error::Locked {
+                    what: dir.display().to_string(),
+                    source: None,
+                });
+            }
+            // Free, or a new store (no data file yet).
+            Ok(true) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(cache_bytes)
             .flush_every_ms(None)
             .open()
             .map_err(sled_err)?;
+        let released = LockReleased {
+            data_file: dir.join("db"),
+        };
         let data_file = File::open(dir.join("db"))?;
         Ok(Self {
             db,
             data_file,
             dir: dir.to_path_buf(),
             synced_blobs: Mutex::new(HashSet::new()),
+            _released: released,
         })
     }
 
@@ -237,9 +292,10 @@ pub(crate) struct MemBackend {
 impl MemBackend {
     pub(crate) fn open(disk: MemDisk) -> Result<Self, Error> {
         if disk.open.swap(true, Ordering::SeqCst) {
-            return Err(Error::Storage(
-                "this MemDisk is already open in another store".into(),
-            ));
+            return Err(Error::Locked {
+                what: "MemDisk".into(),
+                source: None,
+            });
         }
         Ok(Self { disk })
     }
@@ -255,7 +311,7 @@ impl Drop for MemBackend {
 /// rewritten with runs added.
 fn check_overwrite(key: &[u8], old: &[u8], new: &[u8]) -> Result<(), Error> {
     let refuse = || {
-        Err(Error::Storage(format!(
+        Err(Error::storage(format!(
             "MemStore: the log is append-only, refusing to overwrite key {key:?}"
         )))
     };
@@ -349,7 +405,7 @@ impl Backend for MemBackend {
     fn sync_data(&self) -> Result<(), Error> {
         let mut d = lock(&self.disk.data);
         if !d.flushed && !d.unsynced.is_empty() {
-            return Err(Error::Storage("MemStore: sync_data without flush".into()));
+            return Err(Error::storage("MemStore: sync_data without flush"));
         }
         d.unsynced.clear();
         Ok(())

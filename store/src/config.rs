@@ -119,9 +119,9 @@ impl FaultPlan {
         };
         let n = self.counters[idx].fetch_add(1, Ordering::SeqCst) + 1;
         if self.rules.iter().any(|&(p, k)| p == point && k == n) {
-            return Err(Error::Io(std::io::Error::other(format!(
-                "injected fault: {point:?} call {n}"
-            ))));
+            return Err(
+                std::io::Error::other(format!("injected fault: {point:?} call {n}")).into(),
+            );
         }
         Ok(())
     }

@@ -90,17 +90,6 @@ impl<B: Backend> Clone for Engine<B> {
     }
 }
 
-fn same_error(e: &Error) -> Error {
-    match e {
-        Error::Poisoned { reason } => Error::Poisoned {
-            reason: reason.clone(),
-        },
-        Error::Io(io) => Error::Io(std::io::Error::new(io.kind(), io.to_string())),
-        Error::Storage(s) => Error::Storage(s.clone()),
-        other => Error::Storage(other.to_string()),
-    }
-}
-
 impl<B: Backend> Engine<B> {
     /// Opens the engine on `backend`: checks the format, finds the head, starts the writer.
     pub(crate) fn open(backend: B, config: StoreConfig, name: &str) -> Result<Self> {
@@ -116,11 +105,10 @@ impl<B: Backend> Engine<B> {
                 true
             }
             Some(v) => {
-                let v = v.as_ref();
-                return Err(Error::Storage(format!(
-                    "unknown store format {v:?}; this build reads formats {:?}",
-                    layout::STORE_FORMATS_READ
-                )));
+                return Err(Error::IncompatibleFormat {
+                    found: format!("marker {:?}", v.as_ref()),
+                    reads: format!("{:?}", layout::STORE_FORMATS_READ),
+                });
             }
             None => {
                 let mut empty = true;
@@ -129,7 +117,10 @@ impl<B: Backend> Engine<B> {
                     Ok(BREAK)
                 })?;
                 if !empty {
-                    return Err(Error::Storage("store has data but no format marker".into()));
+                    return Err(Error::IncompatibleFormat {
+                        found: "data but no format marker".into(),
+                        reads: format!("{:?}", layout::STORE_FORMATS_READ),
+                    });
                 }
                 true
             }
@@ -270,6 +261,20 @@ impl<B: Backend> Engine<B> {
                 format!("id index of {id} points at another event"),
             )),
         }
+    }
+
+    /// Drops this handle on a thread of its own and waits for that to finish: when it is the
+    /// last handle, dropping it stops the writer and releases the backend.
+    pub(crate) async fn close(self) -> Result<()> {
+        let (done, finished) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("annals-close".into())
+            .spawn(move || {
+                drop(self);
+                let _ = done.send(());
+            })?;
+        let _ = finished.await;
+        Ok(())
     }
 
     /// Flushes and syncs now (useful in `Periodic` mode; a no-op cost in `Durable` mode).
@@ -838,12 +843,7 @@ impl<B: Backend> Writer<B> {
         let _enter = span.enter();
         if let Some(e) = self.poisoned_error() {
             for r in requests {
-                let _ = r.reply.send(Err(match &e {
-                    Error::Poisoned { reason } => Error::Poisoned {
-                        reason: reason.clone(),
-                    },
-                    other => same_error(other),
-                }));
+                let _ = r.reply.send(Err(e.clone()));
             }
             return;
         }
@@ -886,10 +886,10 @@ impl<B: Backend> Writer<B> {
             if let Err(e) = r {
                 self.shared.poison(format!("group commit: {e}"));
                 for (reply, result) in replies {
-                    let _ = reply.send(result.and(Err(same_error(&e))));
+                    let _ = reply.send(result.and(Err(e.clone())));
                 }
                 for reply in put_replies {
-                    let _ = reply.send(Err(same_error(&e)));
+                    let _ = reply.send(Err(e.clone()));
                 }
                 return;
             }

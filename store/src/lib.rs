@@ -79,6 +79,20 @@ macro_rules! delegate_store {
                 self.engine.flush().await
             }
 
+            /// Flushes, then lets go of this handle without blocking the calling thread:
+            /// when it was the last one, this returns once the store is closed (queued
+            /// appends written, the writer stopped, the files released), so the store can be
+            /// opened again right away. Dropping the last handle does the same, but blocks
+            /// the thread that drops it.
+            ///
+            /// # Errors
+            /// As [`Self::flush`]; the handle is let go of either way.
+            pub async fn close(self) -> Result<()> {
+                let flushed = self.engine.flush().await;
+                self.engine.close().await?;
+                flushed
+            }
+
             /// Every stream with its current version, in name order (walks the stream index).
             ///
             /// # Errors
@@ -166,8 +180,10 @@ impl SledStore {
     /// Opens (or creates) the store in directory `path` with the default, durable config.
     ///
     /// # Errors
-    /// I/O or sled errors (for example when another process has the store open), an unknown
-    /// store format, or `Corrupt` if the last stored chunk is damaged.
+    /// [`Error::Locked`](annals_core::Error::Locked) when another handle or process has the
+    /// store open; [`Error::IncompatibleFormat`](annals_core::Error::IncompatibleFormat) for a
+    /// store format this build does not read; `Corrupt` if the last stored chunk is damaged;
+    /// I/O or sled errors otherwise.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         Self::open_with(path, StoreConfig::default())
     }
@@ -179,20 +195,9 @@ impl SledStore {
     pub fn open_with(path: impl AsRef<Path>, config: StoreConfig) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         std::fs::create_dir_all(&path)?;
-        // sled releases its file lock from background I/O threads shortly after the last
-        // handle of a closed store is dropped; give a reopen in the same process a moment.
-        let mut tries = 0;
-        let backend = loop {
-            match SledBackend::open(&path, config.cache_bytes) {
-                Err(annals_core::Error::Io(e))
-                    if tries < 100 && e.to_string().contains("could not acquire lock") =>
-                {
-                    tries += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-                other => break other?,
-            }
-        };
+        // A closed store has released sled's lock by the time its last handle is dropped
+        // (the backend waits for it), so a store that is locked now is open elsewhere.
+        let backend = SledBackend::open(&path, config.cache_bytes)?;
         let engine = Engine::open(backend, config, "sled")?;
         Ok(Self { engine, path })
     }
@@ -206,7 +211,7 @@ impl SledStore {
     pub fn open_existing(path: impl AsRef<Path>, config: StoreConfig) -> Result<Self> {
         let path = path.as_ref();
         if !is_store_dir(path) {
-            return Err(annals_core::Error::Storage(format!(
+            return Err(annals_core::Error::storage(format!(
                 "no store in {}",
                 path.display()
             )));

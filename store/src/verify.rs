@@ -126,7 +126,7 @@ impl VerifyReport {
 pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport, Error> {
     let path = path.as_ref();
     if !crate::is_store_dir(path) {
-        return Err(Error::Storage(format!("no store in {}", path.display())));
+        return Err(Error::storage(format!("no store in {}", path.display())));
     }
     let backend = SledBackend::open(path, 64 * 1024 * 1024)?;
     Ok(verify_backend(&backend))
@@ -135,7 +135,7 @@ pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport, Error> {
 /// [`verify`] on an in-memory disk (which must not be open in a store).
 ///
 /// # Errors
-/// [`Error::Storage`] when a store has the disk open.
+/// [`Error::Locked`] when a store has the disk open.
 pub fn verify_disk(disk: &MemDisk) -> Result<VerifyReport, Error> {
     let backend = MemBackend::open(disk.clone())?;
     Ok(verify_backend(&backend))

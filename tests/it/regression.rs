@@ -8,7 +8,7 @@ use common::{Expect, Op};
 
 /// Postmortem: reopening a sled store right after dropping it failed with "could not acquire
 /// lock" because sled's background I/O threads release the file lock a moment after the last
-/// handle; `SledStore::open` now waits briefly for the lock.
+/// handle; dropping the last handle now waits until sled has let go of the lock.
 #[test]
 fn reopen_right_after_close_waits_for_sleds_file_lock() {
     let mut ops = vec![
@@ -72,4 +72,55 @@ fn huge_bincode_length_prefix_is_a_codec_error_not_an_abort() {
     let bytes = [0xFD, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F];
     let r: Result<(String, String, u8), _> = annals::CodecId::BINCODE.decode("Opened", &bytes);
     assert!(matches!(r, Err(annals::Error::Codec { .. })));
+}
+
+/// A store open in another handle is `Error::Locked` (typed, not text to match); `close()`
+/// returns once sled has released its lock, so a reopen right after it works, as does one
+/// right after dropping the last handle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_store_is_a_typed_error_and_close_releases_it() {
+    use annals::prelude::*;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let s = StreamId::new("lock-1").unwrap();
+    store
+        .append(
+            &s,
+            ExpectedVersion::Any,
+            vec![EventData::json("E", &1).unwrap()],
+        )
+        .await
+        .unwrap();
+    match SledStore::open(dir.path()) {
+        Err(Error::Locked { .. }) => {}
+        Err(e) => panic!("expected Locked, got {e:?}"),
+        Ok(_) => panic!("opened a locked store twice"),
+    }
+    for _ in 0..20 {
+        let store = SledStore::open(dir.path()).err().map_or(Ok(()), Err);
+        assert!(matches!(store, Err(Error::Locked { .. })));
+    }
+    store.close().await.unwrap();
+    for round in 0..5 {
+        let again = SledStore::open(dir.path()).unwrap();
+        assert_eq!(
+            again.stream_head(&s).await.unwrap(),
+            Some(Version(1)),
+            "{round}"
+        );
+        if round % 2 == 0 {
+            again.close().await.unwrap();
+        } else {
+            drop(again);
+        }
+    }
+    // The in-memory disk says the same when it is open twice.
+    let disk = annals::store::MemDisk::new();
+    let mem = MemStore::open(disk.clone()).unwrap();
+    assert!(matches!(
+        MemStore::open(disk.clone()),
+        Err(Error::Locked { .. })
+    ));
+    mem.close().await.unwrap();
+    assert!(MemStore::open(disk).is_ok());
 }
