@@ -387,25 +387,39 @@ where
     /// # Errors
     /// As [`Repository::load`].
     pub async fn history(&self, id: &str) -> Res<Vec<HistoryEntry<A::Event>>, A> {
+        const PAGE: usize = 4096;
         let stream = self.stream_id(id)?;
-        let events = self
-            .store
-            .read_stream(&stream, VersionRange::ALL, Direction::Forward, usize::MAX)
-            .await?;
-        let mut out = Vec::with_capacity(events.len());
-        for e in events {
-            let event = self.decode(&e)?;
-            out.push(HistoryEntry {
-                version: e.version,
-                position: e.position,
-                recorded_at: e.recorded_at,
-                id: e.id,
-                event_type: e.event_type,
-                metadata: e.metadata,
-                event,
-            });
+        let mut out = Vec::new();
+        let mut next = Version::FIRST;
+        loop {
+            // In pages, so that no single read holds a long stream's records at once.
+            let page = self
+                .store
+                .read_stream(
+                    &stream,
+                    VersionRange::new(next, Version::MAX),
+                    Direction::Forward,
+                    PAGE,
+                )
+                .await?;
+            let n = page.len();
+            for e in page {
+                next = e.version.next();
+                let event = self.decode(&e)?;
+                out.push(HistoryEntry {
+                    version: e.version,
+                    position: e.position,
+                    recorded_at: e.recorded_at,
+                    id: e.id,
+                    event_type: e.event_type,
+                    metadata: e.metadata,
+                    event,
+                });
+            }
+            if n < PAGE {
+                return Ok(out);
+            }
         }
-        Ok(out)
     }
 
     /// Executes `command` on aggregate `id`: load, decide, append with `Exact(version)`,

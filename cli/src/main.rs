@@ -133,15 +133,27 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Read { stream } => {
             let store = open_store(&cli.data)?;
             let s = StreamId::new(stream).map_err(st)?;
-            let events = store
-                .read_stream(&s, VersionRange::ALL, Direction::Forward, usize::MAX)
-                .await
-                .map_err(st)?;
-            if events.is_empty() {
-                return Err(format!("no stream {s}"));
-            }
-            for e in &events {
-                print_event(&mut out, e).map_err(io)?;
+            let mut next = Version::FIRST;
+            loop {
+                let page = store
+                    .read_stream(
+                        &s,
+                        VersionRange::new(next, Version::MAX),
+                        Direction::Forward,
+                        4096,
+                    )
+                    .await
+                    .map_err(st)?;
+                if page.is_empty() && next == Version::FIRST {
+                    return Err(format!("no stream {s}"));
+                }
+                for e in &page {
+                    print_event(&mut out, e).map_err(io)?;
+                    next = e.version.next();
+                }
+                if page.len() < 4096 {
+                    break;
+                }
             }
         }
         Command::Tail { n, follow } => {

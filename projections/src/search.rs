@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use annals_core::{Position, RecordedEvent};
@@ -352,12 +352,29 @@ pub struct SearchProjection<P: SearchProjector> {
     handle: SearchIndex,
     /// The generation being written (the live one, or a rebuild's).
     writing: Arc<Generation>,
-    writer: IndexWriter,
+    /// Shared with the blocking task that commits (a commit must not block an executor
+    /// thread); uncontended otherwise.
+    writer: Arc<Mutex<IndexWriter>>,
     pending: HashMap<String, Option<TantivyDocument>>,
     uncommitted: usize,
     first_uncommitted: Option<Instant>,
     applied: Position,
     committed: Position,
+}
+
+fn lock_writer(writer: &Mutex<IndexWriter>) -> MutexGuard<'_, IndexWriter> {
+    // A panic while holding the lock leaves the writer as tantivy left it: usable, and what
+    // it had not committed is replayed from the checkpoint anyway.
+    writer.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs blocking index work (commits, reader reloads, directory removal) off the executor.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ProjectionError> + Send + 'static,
+) -> Result<T, ProjectionError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| tantivy_err(format!("index task failed: {e}")))?
 }
 
 fn current_file(base: &Path) -> PathBuf {
@@ -461,7 +478,7 @@ impl<P: SearchProjector> SearchProjection<P> {
             config,
             handle,
             writing: generation,
-            writer,
+            writer: Arc::new(Mutex::new(writer)),
             pending: HashMap::new(),
             uncommitted: 0,
             first_uncommitted: None,
@@ -495,16 +512,24 @@ impl<P: SearchProjector> SearchProjection<P> {
         Term::from_field_text(self.handle.id_field, id)
     }
 
-    fn commit_now(&mut self) -> Result<(), ProjectionError> {
+    /// Commits what was applied, with the checkpoint in the commit's payload, and reloads the
+    /// reader, on a blocking thread.
+    async fn commit_now(&mut self) -> Result<(), ProjectionError> {
         let payload = serde_json::to_string(&Payload {
             position: self.applied.0,
             version: self.projector.version(),
         })
         .map_err(tantivy_err)?;
-        let mut prepared = self.writer.prepare_commit().map_err(tantivy_err)?;
-        prepared.set_payload(&payload);
-        prepared.commit().map_err(tantivy_err)?;
-        self.writing.reader.reload().map_err(tantivy_err)?;
+        let writer = Arc::clone(&self.writer);
+        let generation = Arc::clone(&self.writing);
+        blocking(move || {
+            let mut writer = lock_writer(&writer);
+            let mut prepared = writer.prepare_commit().map_err(tantivy_err)?;
+            prepared.set_payload(&payload);
+            prepared.commit().map_err(tantivy_err)?;
+            generation.reader.reload().map_err(tantivy_err)
+        })
+        .await?;
         self.pending.clear();
         self.uncommitted = 0;
         self.first_uncommitted = None;
@@ -558,28 +583,39 @@ impl<P: SearchProjector> Projection for SearchProjection<P> {
                 let pending = &self.pending;
                 let generation = &self.writing;
                 let id_field = self.handle.id_field;
+                // A failed lookup is an error of the batch, not "no document".
+                let failed: std::cell::RefCell<Option<ProjectionError>> = Default::default();
                 let current = |id: &str| -> Option<TantivyDocument> {
                     match pending.get(id) {
                         Some(doc) => doc.clone(),
-                        None => lookup(generation, id_field, id).ok().flatten(),
+                        None => lookup(generation, id_field, id).unwrap_or_else(|e| {
+                            failed.borrow_mut().get_or_insert(e);
+                            None
+                        }),
                     }
                 };
-                self.projector
+                let ops = self
+                    .projector
                     .map(e, &current)
-                    .map_err(|m| ProjectionError::handler(e.position, m))?
+                    .map_err(|m| ProjectionError::handler(e.position, m));
+                if let Some(e) = failed.into_inner() {
+                    return Err(e);
+                }
+                ops?
             };
+            let writer = lock_writer(&self.writer);
             for op in ops {
                 match op {
                     SearchOp::Upsert { id, mut doc } => {
-                        self.writer.delete_term(self.id_term(&id));
+                        writer.delete_term(self.id_term(&id));
                         if doc.get_first(self.handle.id_field).is_none() {
                             doc.add_text(self.handle.id_field, &id);
                         }
-                        self.writer.add_document(doc.clone()).map_err(tantivy_err)?;
+                        writer.add_document(doc.clone()).map_err(tantivy_err)?;
                         self.pending.insert(id, Some(doc));
                     }
                     SearchOp::Delete { id } => {
-                        self.writer.delete_term(self.id_term(&id));
+                        writer.delete_term(self.id_term(&id));
                         self.pending.insert(id, None);
                     }
                 }
@@ -592,7 +628,7 @@ impl<P: SearchProjector> Projection for SearchProjection<P> {
             || self.uncommitted >= self.config.commit_every_events
             || first.elapsed() >= self.config.commit_every
         {
-            self.commit_now()?;
+            self.commit_now().await?;
         }
         Ok(())
     }
@@ -601,14 +637,20 @@ impl<P: SearchProjector> Projection for SearchProjection<P> {
         // Build the new index beside the live one; queries keep using the live one.
         let schema = self.handle.schema.clone();
         let number = next_generation(self.writing.number.max(self.handle.generation().number))?;
-        let _ = std::fs::remove_dir_all(self.base.join(format!("gen-{number}")));
-        let generation = Arc::new(Generation::open(
-            &self.base,
-            number,
-            &schema,
-            self.config.doc_cache_blocks,
-        )?);
-        self.writer = Self::writer_for(&generation, &self.config)?;
+        let (base, config) = (self.base.clone(), self.config.clone());
+        let (generation, writer) = blocking(move || {
+            let _ = std::fs::remove_dir_all(base.join(format!("gen-{number}")));
+            let generation = Arc::new(Generation::open(
+                &base,
+                number,
+                &schema,
+                config.doc_cache_blocks,
+            )?);
+            let writer = Self::writer_for(&generation, &config)?;
+            Ok((generation, writer))
+        })
+        .await?;
+        self.writer = Arc::new(Mutex::new(writer));
         self.writing = generation;
         self.pending.clear();
         self.uncommitted = 0;
@@ -628,25 +670,31 @@ impl<P: SearchProjector> Projection for SearchProjection<P> {
 
     async fn commit(&mut self) -> Result<(), ProjectionError> {
         if self.committed < self.applied {
-            self.commit_now()?;
+            self.commit_now().await?;
         }
         Ok(())
     }
 
     async fn rebuilt(&mut self) -> Result<(), ProjectionError> {
-        self.commit_now()?;
+        self.commit_now().await?;
         let live = self.handle.generation();
         if live.number == self.writing.number {
             return Ok(());
         }
-        write_current(&self.base, self.writing.number)?;
+        let (base, number) = (self.base.clone(), self.writing.number);
+        blocking(move || write_current(&base, number)).await?;
         self.handle
             .live
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .generation = Arc::clone(&self.writing);
         drop(live);
-        remove_other_generations(&self.base, self.writing.number);
+        let (base, number) = (self.base.clone(), self.writing.number);
+        blocking(move || {
+            remove_other_generations(&base, number);
+            Ok(())
+        })
+        .await?;
         tracing::info!(
             generation = self.writing.number,
             "rebuilt search index swapped in"

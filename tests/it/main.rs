@@ -1,10 +1,11 @@
 //! The integration tests, one module per file, in one test binary (one link of sled,
-//! tantivy and tokio instead of one per file). The crash tests run tests of this same
-//! binary as child processes (`common::child`), by their full names (`crash::crash_child`).
+//! tantivy and tokio instead of one per file). The tests that kill or run child processes
+//! are in the `procs` binary beside it.
 //!
-//! Run one file's tests with a filter: `cargo test --test it crash::`.
+//! Run one file's tests with a filter: `cargo test --test it repository::`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "../common/mod.rs"]
 mod common;
 
 // The example domains the tests share.
@@ -20,16 +21,12 @@ mod regression;
 
 mod conformance;
 mod corruption;
-mod crash;
 mod decoders;
 mod derive_ui;
 mod faults;
 mod fixtures;
 mod model;
-mod pg_projections;
-mod projection_crash;
 mod projections;
 mod repl;
 mod repository;
 mod search;
-mod search_crash;

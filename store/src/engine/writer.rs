@@ -58,7 +58,11 @@ type PutReply = oneshot::Sender<Result<()>>;
 
 /// A prepared group, with the replies owed to its appends (and their results so far) and to
 /// its puts.
-type Prepared = (Group, Vec<(AppendReply, Result<AppendResult>)>, Vec<PutReply>);
+type Prepared = (
+    Group,
+    Vec<(AppendReply, Result<AppendResult>)>,
+    Vec<PutReply>,
+);
 
 /// What one group commit is building.
 struct Group {
@@ -262,11 +266,7 @@ impl<B: Backend> Writer<B> {
     /// Step 1: decides every append of the group in order (each against the ones before it)
     /// and encodes what is to be written: chunks, stream-index entries, id entries, and the
     /// keys outside the log (snapshots) that ride along.
-    fn prepare_group(
-        &mut self,
-        requests: Vec<AppendRequest>,
-        puts: Vec<Put>,
-    ) -> Prepared {
+    fn prepare_group(&mut self, requests: Vec<AppendRequest>, puts: Vec<Put>) -> Prepared {
         let mut group = Group {
             batch: Vec::new(),
             heads: HashMap::new(),
