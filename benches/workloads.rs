@@ -52,6 +52,8 @@ struct Args {
     projections: String,
     /// sled-memory: keys spread over the key space instead of in order.
     spread: bool,
+    /// W1: run with the repository's aggregate cache off (every command loads from the store).
+    no_cache: bool,
     /// Soak: cycle over this many tickets (rounded up to a multiple of 8) instead of opening
     /// a new one for every round.
     streams: Option<u64>,
@@ -69,6 +71,7 @@ fn parse_args() -> Result<Args, String> {
         minutes: 1.0,
         projections: "all".into(),
         spread: false,
+        no_cache: false,
         streams: None,
     };
     let mut it = std::env::args().skip(1);
@@ -100,6 +103,7 @@ fn parse_args() -> Result<Args, String> {
             "--system" => args.system = Some(value("--system")?),
             "--projections" => args.projections = value("--projections")?,
             "--spread" => args.spread = true,
+            "--no-cache" => args.no_cache = true,
             "--streams" => {
                 args.streams = Some(
                     value("--streams")?
@@ -146,7 +150,7 @@ fn main() {
     match args.workload.as_str() {
         "w5" | "" => rt.block_on(w5(&args)),
         "w1" => rt.block_on(w1(&args)),
-        "w2" => rt.block_on(w2()),
+        "w2" => rt.block_on(w2(&args)),
         "w3" => rt.block_on(w3(&args)),
         "w4" => rt.block_on(w4(&args)),
         "soak" => rt.block_on(soak(&args)),
@@ -410,7 +414,8 @@ async fn w1(args: &Args) {
 
         if args.system.as_deref() == Some("annals-postgres") {
             let store = postgres_store("w1").await;
-            let (secs, rate) = w1_commands(store.clone(), c, accounts, commands).await;
+            let (secs, rate) =
+                w1_commands(store.clone(), c, accounts, commands, args.no_cache).await;
             store.drop_schema().await.unwrap();
             line(
                 "annals-postgres",
@@ -418,22 +423,24 @@ async fn w1(args: &Args) {
                 commands,
                 secs,
                 &format!(
-                    ",\"concurrency\":{c},\"accounts\":{accounts},\"commands_per_sec\":{rate:.0}"
+                    ",\"concurrency\":{c},\"accounts\":{accounts},\"commands_per_sec\":{rate:.0},\"cache\":{}",
+                    !args.no_cache
                 ),
             );
             continue;
         }
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path()).unwrap();
-        let (secs, rate) = w1_commands(store, c, accounts, commands).await;
+        let (secs, rate) = w1_commands(store, c, accounts, commands, args.no_cache).await;
         line(
             "annals-sled",
             "w1",
             commands,
             secs,
             &format!(
-                ",\"concurrency\":{c},\"accounts\":{accounts},\"ratio_to_floor_b1\":{:.2}",
-                rate / floor_rate
+                ",\"concurrency\":{c},\"accounts\":{accounts},\"ratio_to_floor_b1\":{:.2},\"cache\":{}",
+                rate / floor_rate,
+                !args.no_cache
             ),
         );
     }
@@ -445,9 +452,11 @@ async fn w1_commands<S: EventStore + SnapshotStore>(
     c: usize,
     accounts: usize,
     commands: usize,
+    no_cache: bool,
 ) -> (f64, f64) {
     {
-        let repo = Repository::<Account, _>::new(store.clone()).cache_capacity(accounts * 2);
+        let cache = if no_cache { 0 } else { accounts * 2 };
+        let repo = Repository::<Account, _>::new(store.clone()).cache_capacity(cache);
         run_commands(&repo, c, accounts, |i| AccountCommand::Open {
             account: format!("{i}"),
             owner: "bench".into(),
@@ -490,9 +499,20 @@ async fn run_commands<S: EventStore + SnapshotStore>(
 
 /// W2: one account with 10,050 events; 100 full loads without a snapshot, and 100 with the
 /// latest snapshot of an every-100-events policy (at version 10,000, 50 events behind).
-async fn w2() {
+/// `--system annals-postgres` runs it on the PostgreSQL store.
+async fn w2(args: &Args) {
+    if args.system.as_deref() == Some("annals-postgres") {
+        let store = postgres_store("w2").await;
+        w2_on(store.clone(), "annals-postgres").await;
+        store.drop_schema().await.unwrap();
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let store = SledStore::open(dir.path()).unwrap();
+    w2_on(store, "annals-sled").await;
+}
+
+async fn w2_on<S: EventStore + SnapshotStore>(store: S, system: &str) {
     let stream = StreamId::new("account-w2").unwrap();
     let mut version = Version::NONE;
     let append = |events: Vec<AccountEvent>| {
@@ -538,7 +558,7 @@ async fn w2() {
         assert_eq!(v, Version(10_050));
         assert!(state.balance > 0);
     }
-    report_loads("no-snapshot", &mut times);
+    report_loads(system, "no-snapshot", &mut times);
     // The snapshot an every-100 policy leaves: at version 10,000, 50 events behind.
     let (at, v) = repo.load_at("w2", Version(10_000)).await.unwrap();
     let snapshot = annals::Snapshot {
@@ -549,6 +569,7 @@ async fn w2() {
         taken_at: Timestamp::now(),
     };
     store.save_snapshot(&stream, snapshot).await.unwrap();
+    let repo = repo.snapshot_every(100);
     let mut times = Vec::new();
     for _ in 0..100 {
         let t = Instant::now();
@@ -556,14 +577,14 @@ async fn w2() {
         times.push(t.elapsed().as_secs_f64());
         assert_eq!(v, Version(10_050));
     }
-    report_loads("snapshot-every-100", &mut times);
+    report_loads(system, "snapshot-every-100", &mut times);
 }
 
-fn report_loads(variant: &str, times: &mut [f64]) {
+fn report_loads(system: &str, variant: &str, times: &mut [f64]) {
     let total: f64 = times.iter().sum();
     let med = median(times);
     println!(
-        "{{\"system\":\"annals-sled\",\"workload\":\"w2\",\"variant\":\"{variant}\",\"ops\":{},\"secs\":{total:.4},\"ops_per_sec\":{:.0},\"median_ms_per_load\":{:.4}}}",
+        "{{\"system\":\"{system}\",\"workload\":\"w2\",\"variant\":\"{variant}\",\"ops\":{},\"secs\":{total:.4},\"ops_per_sec\":{:.0},\"median_ms_per_load\":{:.4}}}",
         times.len(),
         times.len() as f64 / total,
         med * 1000.0
