@@ -132,6 +132,8 @@ pub struct Repository<A: Aggregate, S> {
     services: Arc<A::Services>,
     upcasters: Arc<Upcasters>,
     snapshot_every: u64,
+    /// Whether loads look for a snapshot (`None`: when `snapshot_every` is set).
+    load_snapshots: Option<bool>,
     retries: usize,
     cache_capacity: usize,
     cache: Arc<Mutex<HashMap<StreamId, (A, Version)>>>,
@@ -144,6 +146,7 @@ impl<A: Aggregate, S: Clone> Clone for Repository<A, S> {
             services: Arc::clone(&self.services),
             upcasters: Arc::clone(&self.upcasters),
             snapshot_every: self.snapshot_every,
+            load_snapshots: self.load_snapshots,
             retries: self.retries,
             cache_capacity: self.cache_capacity,
             cache: Arc::clone(&self.cache),
@@ -177,6 +180,7 @@ where
             services: Arc::new(services),
             upcasters: Arc::new(Upcasters::new()),
             snapshot_every: 0,
+            load_snapshots: None,
             retries: 3,
             cache_capacity: 10_000,
             cache: Arc::new(Mutex::new(HashMap::new())),
@@ -187,6 +191,19 @@ where
     pub fn snapshot_every(mut self, n: u64) -> Self {
         self.snapshot_every = n;
         self
+    }
+
+    /// Whether loads start from the stream's snapshot. By default they do when a snapshot
+    /// policy is set ([`Self::snapshot_every`]) and skip the snapshot read otherwise (a
+    /// round trip saved on every cache miss); turn it on to use snapshots taken elsewhere
+    /// (by [`Self::snapshot_now`], or by another repository).
+    pub fn load_snapshots(mut self, on: bool) -> Self {
+        self.load_snapshots = Some(on);
+        self
+    }
+
+    fn reads_snapshots(&self) -> bool {
+        self.load_snapshots.unwrap_or(self.snapshot_every > 0)
     }
 
     /// How many times `execute` retries on a conflict (default 3).
@@ -326,7 +343,7 @@ where
         end: Version,
         use_snapshot: bool,
     ) -> Result<(A, Version), Error> {
-        let (mut state, version) = match use_snapshot {
+        let (mut state, version) = match use_snapshot && self.reads_snapshots() {
             true => self.snapshot(stream, end).await.unwrap_or_default(),
             false => (A::default(), Version::NONE),
         };

@@ -44,7 +44,7 @@ use annals_core::{
     VersionRange,
 };
 use tokio::sync::{Mutex, oneshot, watch};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{Client, NoTls, Statement};
 
 use rows::{COLUMNS, col, count_col, pg, to_event};
 use writer::{Request, Writer};
@@ -80,9 +80,60 @@ impl PgConfig {
     }
 }
 
-/// One connection that is reopened when it breaks.
+/// One reader connection that is reopened when it breaks.
 struct Pooled {
-    client: Mutex<Option<Arc<Client>>>,
+    client: Mutex<Option<Arc<Reader>>>,
+}
+
+/// A reader connection with the store's read statements prepared once, when it opens (not on
+/// every call).
+struct Reader {
+    client: Client,
+    forward: Statement,
+    backward: Statement,
+    all: Statement,
+    stream_head: Statement,
+    event: Statement,
+    save_snapshot: Statement,
+    load_snapshot: Statement,
+}
+
+impl Reader {
+    async fn open(config: &PgConfig) -> Result<Self> {
+        let (client, _) = connect(config).await?;
+        let s = &config.schema;
+        let prepare = |sql: String| {
+            let client = &client;
+            async move { client.prepare(&sql).await.map_err(pg) }
+        };
+        let range = |order: &str| {
+            format!(
+                "SELECT {COLUMNS} FROM {s}.events WHERE stream = $1 AND version BETWEEN $2 AND $3 ORDER BY version {order} LIMIT $4"
+            )
+        };
+        Ok(Self {
+            forward: prepare(range("ASC")).await?,
+            backward: prepare(range("DESC")).await?,
+            all: prepare(format!(
+                "SELECT {COLUMNS} FROM {s}.events WHERE position >= $1 ORDER BY position LIMIT $2"
+            ))
+            .await?,
+            stream_head: prepare(format!("SELECT version FROM {s}.streams WHERE stream = $1"))
+                .await?,
+            event: prepare(format!("SELECT {COLUMNS} FROM {s}.events WHERE id = $1")).await?,
+            save_snapshot: prepare(format!(
+                "INSERT INTO {s}.snapshots (stream, version, schema_version, codec, payload, taken_at) VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (stream) DO UPDATE SET version = EXCLUDED.version, schema_version = EXCLUDED.schema_version,
+                   codec = EXCLUDED.codec, payload = EXCLUDED.payload, taken_at = EXCLUDED.taken_at"
+            ))
+            .await?,
+            load_snapshot: prepare(format!(
+                "SELECT version, schema_version, codec, payload, taken_at FROM {s}.snapshots WHERE stream = $1"
+            ))
+            .await?,
+            client,
+        })
+    }
 }
 
 struct Inner {
@@ -139,13 +190,12 @@ impl PgStore {
         let (first, _) = connect(&config).await?;
         schema::migrate(&first, &config.schema).await?;
         let head_now = read_head(&first, &config.schema).await?;
-        let mut readers = vec![Pooled {
-            client: Mutex::new(Some(Arc::new(first))),
-        }];
-        for _ in 1..config.readers.max(1) {
-            let (c, _) = connect(&config).await?;
+        drop(first);
+        let mut readers = Vec::new();
+        for _ in 0..config.readers.max(1) {
+            let reader = Reader::open(&config).await?;
             readers.push(Pooled {
-                client: Mutex::new(Some(Arc::new(c))),
+                client: Mutex::new(Some(Arc::new(reader))),
             });
         }
         let (head, _) = watch::channel(head_now);
@@ -191,7 +241,13 @@ impl PgStore {
     /// SQL errors.
     pub async fn drop_schema(&self) -> Result<()> {
         let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.s());
-        self.reader().await?.batch_execute(&sql).await.map_err(pg)
+        let reader = self.reader().await?;
+        reader.client.batch_execute(&sql).await.map_err(pg)?;
+        // The readers' statements name the dropped tables: open them anew next time.
+        for slot in &self.inner.readers {
+            *slot.client.lock().await = None;
+        }
+        Ok(())
     }
 
     /// The config the store was opened with.
@@ -203,16 +259,15 @@ impl PgStore {
         &self.inner.config.schema
     }
 
-    /// The next reader connection, reopened if it broke.
-    async fn reader(&self) -> Result<Arc<Client>> {
+    /// The next reader connection, reopened (and its statements prepared) if it broke.
+    async fn reader(&self) -> Result<Arc<Reader>> {
         let readers = &self.inner.readers;
         let i = self.inner.next_reader.fetch_add(1, Ordering::Relaxed) % readers.len();
         let mut slot = readers[i].client.lock().await;
-        if let Some(c) = slot.as_ref().filter(|c| !c.is_closed()) {
+        if let Some(c) = slot.as_ref().filter(|c| !c.client.is_closed()) {
             return Ok(c.clone());
         }
-        let (c, _) = connect(&self.inner.config).await?;
-        let c = Arc::new(c);
+        let c = Arc::new(Reader::open(&self.inner.config).await?);
         *slot = Some(c.clone());
         Ok(c)
     }
@@ -316,23 +371,19 @@ impl EventStore for PgStore {
         direction: Direction,
         n: usize,
     ) -> Result<Vec<RecordedEvent>> {
-        let order = match direction {
-            Direction::Forward => "ASC",
-            Direction::Backward => "DESC",
-        };
         let start = range.start.0.max(1).min(i64::MAX as u64) as i64;
         let end = range.end.0.min(i64::MAX as u64) as i64;
         if n == 0 || start > end {
             return Ok(Vec::new());
         }
-        let sql = format!(
-            "SELECT {COLUMNS} FROM {}.events WHERE stream = $1 AND version BETWEEN $2 AND $3 ORDER BY version {order} LIMIT $4",
-            self.s()
-        );
-        let rows = self
-            .reader()
-            .await?
-            .query(&sql, &[&stream.as_str(), &start, &end, &limit(n)])
+        let reader = self.reader().await?;
+        let statement = match direction {
+            Direction::Forward => &reader.forward,
+            Direction::Backward => &reader.backward,
+        };
+        let rows = reader
+            .client
+            .query(statement, &[&stream.as_str(), &start, &end, &limit(n)])
             .await
             .map_err(pg)?;
         rows.iter().map(to_event).collect()
@@ -343,14 +394,10 @@ impl EventStore for PgStore {
             return Ok(Vec::new());
         }
         let from = from.0.max(1).min(i64::MAX as u64) as i64;
-        let sql = format!(
-            "SELECT {COLUMNS} FROM {}.events WHERE position >= $1 ORDER BY position LIMIT $2",
-            self.s()
-        );
-        let rows = self
-            .reader()
-            .await?
-            .query(&sql, &[&from, &limit(n)])
+        let reader = self.reader().await?;
+        let rows = reader
+            .client
+            .query(&reader.all, &[&from, &limit(n)])
             .await
             .map_err(pg)?;
         let events: Vec<RecordedEvent> = rows.iter().map(to_event).collect::<Result<_>>()?;
@@ -366,22 +413,20 @@ impl EventStore for PgStore {
     }
 
     async fn stream_head(&self, stream: &StreamId) -> Result<Option<Version>> {
-        let sql = format!("SELECT version FROM {}.streams WHERE stream = $1", self.s());
-        let row = self
-            .reader()
-            .await?
-            .query_opt(&sql, &[&stream.as_str()])
+        let reader = self.reader().await?;
+        let row = reader
+            .client
+            .query_opt(&reader.stream_head, &[&stream.as_str()])
             .await
             .map_err(pg)?;
         row.map(|r| count_col(&r, 0).map(Version)).transpose()
     }
 
     async fn read_event(&self, id: EventId) -> Result<Option<RecordedEvent>> {
-        let sql = format!("SELECT {COLUMNS} FROM {}.events WHERE id = $1", self.s());
-        let row = self
-            .reader()
-            .await?
-            .query_opt(&sql, &[id.as_uuid()])
+        let reader = self.reader().await?;
+        let row = reader
+            .client
+            .query_opt(&reader.event, &[id.as_uuid()])
             .await
             .map_err(pg)?;
         row.as_ref().map(to_event).transpose()
@@ -398,19 +443,16 @@ impl EventStore for PgStore {
 
 impl SnapshotStore for PgStore {
     async fn save_snapshot(&self, stream: &StreamId, snapshot: Snapshot) -> Result<()> {
-        let sql = format!(
-            "INSERT INTO {}.snapshots (stream, version, schema_version, codec, payload, taken_at) VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (stream) DO UPDATE SET version = EXCLUDED.version, schema_version = EXCLUDED.schema_version,
-               codec = EXCLUDED.codec, payload = EXCLUDED.payload, taken_at = EXCLUDED.taken_at",
-            self.s()
-        );
-        self.reader()
-            .await?
+        let version = i64::try_from(snapshot.version.0)
+            .map_err(|_| Error::storage("snapshot version beyond BIGINT"))?;
+        let reader = self.reader().await?;
+        reader
+            .client
             .execute(
-                &sql,
+                &reader.save_snapshot,
                 &[
                     &stream.as_str(),
-                    &(snapshot.version.0 as i64),
+                    &version,
                     &(snapshot.schema_version as i32),
                     &i16::from(snapshot.codec.0),
                     &snapshot.payload,
@@ -423,14 +465,10 @@ impl SnapshotStore for PgStore {
     }
 
     async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>> {
-        let sql = format!(
-            "SELECT version, schema_version, codec, payload, taken_at FROM {}.snapshots WHERE stream = $1",
-            self.s()
-        );
-        let Some(row) = self
-            .reader()
-            .await?
-            .query_opt(&sql, &[&stream.as_str()])
+        let reader = self.reader().await?;
+        let Some(row) = reader
+            .client
+            .query_opt(&reader.load_snapshot, &[&stream.as_str()])
             .await
             .map_err(pg)?
         else {

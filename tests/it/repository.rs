@@ -310,7 +310,11 @@ async fn metadata_propagates_to_every_event() {
 #[tokio::test]
 async fn bad_snapshots_fall_back_to_replay() {
     let store = MemStore::new();
-    let repo = Repository::<Counter, _>::new(store.clone()).cache_capacity(0);
+    // Snapshots written here by hand: the repository has no policy of its own, so it is told
+    // to read them.
+    let repo = Repository::<Counter, _>::new(store.clone())
+        .cache_capacity(0)
+        .load_snapshots(true);
     repo.execute("s", &vec![1, 2, 3], &CommandContext::new())
         .await
         .unwrap();
@@ -349,6 +353,9 @@ async fn bad_snapshots_fall_back_to_replay() {
     };
     store.save_snapshot(&stream, good).await.unwrap();
     assert_eq!(repo.load("s").await.unwrap().0.total, 999);
+    // Without a snapshot policy (and not told otherwise), loads skip the snapshot read.
+    let plain = Repository::<Counter, _>::new(store.clone()).cache_capacity(0);
+    assert_eq!(plain.load("s").await.unwrap().0, fold(&[1, 2, 3]));
 }
 
 // ---- upcasting ----
