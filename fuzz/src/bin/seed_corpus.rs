@@ -1,7 +1,10 @@
-//! Writes the committed seed corpus (`corpus/<target>/`): valid encodings of every stored
-//! format version (the fixture files of `tests/fixtures/` among them), so that fuzzing starts
-//! from inputs that reach deep into each decoder. Run from `fuzz/` with
-//! `cargo run --bin seed_corpus` after a format change; the output is committed.
+//! Writes the named seeds of the committed corpus (`corpus/<target>/<name>`): valid encodings
+//! of every stored format version (the fixture files of `tests/fixtures/` among them), so that
+//! fuzzing starts from inputs that reach deep into each decoder. Run from `fuzz/` with
+//! `cargo run --bin seed_corpus` after a format change; the output is committed. Beside the
+//! named seeds, the corpus holds minimized inputs the fuzzer found (hash-named files, kept by
+//! `cargo fuzz run <target> <new dir> corpus/<target> work/<target> -- -merge=1`); this
+//! program leaves those alone.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
@@ -70,7 +73,6 @@ fn chunk_of(events: &[RecordedEvent]) -> Vec<u8> {
 }
 
 fn main() {
-    let _ = std::fs::remove_dir_all(corpus());
     // Records and chunks of every format.
     write(
         "stored_record",
@@ -165,7 +167,11 @@ fn main() {
     let s = StreamId::new("acc-1").unwrap();
     write("layout_keys", "event", &layout::event_key(Position(42)));
     write("layout_keys", "stream", &layout::stream_key(&s, Version(7)));
-    write("layout_keys", "id", &layout::id_key(EventId::new()));
+    write(
+        "layout_keys",
+        "id",
+        &layout::id_key(EventId::from_bytes([7; 16])),
+    );
     write(
         "layout_keys",
         "bucket",
