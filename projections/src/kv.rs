@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
 
-use annals_core::{Position, RecordedEvent};
+use annals_core::RecordedEvent;
 use async_trait::async_trait;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -293,9 +293,4 @@ impl<P: KvProjector> Projection for KvProjection<P> {
     async fn clear(&mut self) -> Result<(), ProjectionError> {
         self.model.clear()
     }
-}
-
-/// The position of a checkpoint, or 0.
-pub(crate) fn position_of(c: Option<Checkpoint>) -> Position {
-    c.map_or(Position::NONE, |c| c.position)
 }

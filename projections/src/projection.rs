@@ -16,6 +16,18 @@ pub struct Checkpoint {
     pub version: u32,
 }
 
+impl Checkpoint {
+    /// The checkpoint at `position` of a projection at `version`.
+    pub fn at(position: Position, version: u32) -> Self {
+        Self { position, version }
+    }
+
+    /// The position of a stored checkpoint; [`Position::NONE`] when there is none yet.
+    pub fn position_of(stored: Option<Checkpoint>) -> Position {
+        stored.map_or(Position::NONE, |c| c.position)
+    }
+}
+
 /// A read model fed from the global log. Stored as a trait object by the runner, hence
 /// `async-trait`.
 ///

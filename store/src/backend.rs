@@ -93,19 +93,29 @@ fn lock_state(data_file: &Path) -> std::io::Result<bool> {
 }
 
 impl SledBackend {
-    pub(crate) fn open(dir: &Path, cache_bytes: u64) -> Result<Self, Error> {
+    pub(crate) fn open(
+        dir: &Path,
+        cache_bytes: u64,
+        lock_wait: std::time::Duration,
+    ) -> Result<Self, Error> {
         let data_file = dir.join("db");
-        match lock_state(&data_file) {
-            Ok(false) => {
-                return Err(Error::Locked {
-                    what: dir.display().to_string(),
-                    source: None,
-                });
+        let deadline = std::time::Instant::now() + lock_wait;
+        loop {
+            match lock_state(&data_file) {
+                Ok(false) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+                Ok(false) => {
+                    return Err(Error::Locked {
+                        what: dir.display().to_string(),
+                        source: None,
+                    });
+                }
+                // Free, or a new store (no data file yet).
+                Ok(true) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                Err(e) => return Err(e.into()),
             }
-            // Free, or a new store (no data file yet).
-            Ok(true) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e.into()),
         }
         let db = sled::Config::new()
             .path(dir)

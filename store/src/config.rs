@@ -39,6 +39,12 @@ pub struct StoreConfig {
     /// the previous one before it commits (default 250 µs; zero: never wait). Raises
     /// throughput when a steady set of callers append; adds at most this much latency.
     pub linger: std::time::Duration,
+    /// How long opening a sled store waits for a lock that another handle holds before it
+    /// answers `Error::Locked` (default 1 s; zero: answer at once). sled releases its lock
+    /// from background threads a moment after its last handle goes, so a store opened right
+    /// after a raw sled handle on the same directory was dropped needs the moment. The wait
+    /// blocks the opening thread: from async code use `SledStore::open_async`.
+    pub lock_wait: std::time::Duration,
     /// Fault injection for tests.
     #[doc(hidden)]
     pub faults: FaultPlan,
@@ -52,6 +58,7 @@ impl Default for StoreConfig {
             max_group_events: 8192,
             cache_bytes: 64 * 1024 * 1024,
             linger: std::time::Duration::from_micros(250),
+            lock_wait: std::time::Duration::from_secs(1),
             faults: FaultPlan::default(),
         }
     }
@@ -61,6 +68,12 @@ impl StoreConfig {
     /// Sets the durability mode.
     pub fn durability(mut self, durability: Durability) -> Self {
         self.durability = durability;
+        self
+    }
+
+    /// Sets how long opening waits for another handle's lock ([`StoreConfig::lock_wait`]).
+    pub fn lock_wait(mut self, wait: std::time::Duration) -> Self {
+        self.lock_wait = wait;
         self
     }
 

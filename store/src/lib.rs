@@ -195,11 +195,28 @@ impl SledStore {
     pub fn open_with(path: impl AsRef<Path>, config: StoreConfig) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         std::fs::create_dir_all(&path)?;
-        // A closed store has released sled's lock by the time its last handle is dropped
-        // (the backend waits for it), so a store that is locked now is open elsewhere.
-        let backend = SledBackend::open(&path, config.cache_bytes)?;
+        // A store closed through annals has released sled's lock by the time its last handle
+        // is dropped (the backend waits for it); a raw sled handle releases it a moment later,
+        // which `lock_wait` covers.
+        let backend = SledBackend::open(&path, config.cache_bytes, config.lock_wait)?;
         let engine = Engine::open(backend, config, "sled")?;
         Ok(Self { engine, path })
+    }
+
+    /// [`SledStore::open_with`] on a thread of its own, so that waiting for a lock
+    /// ([`StoreConfig::lock_wait`]) and opening sled never block an async executor thread.
+    ///
+    /// # Errors
+    /// As [`SledStore::open`].
+    pub async fn open_async(path: impl AsRef<Path>, config: StoreConfig) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let (done, opened) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("annals-open".into())
+            .spawn(move || {
+                let _ = done.send(Self::open_with(path, config));
+            })?;
+        opened.await.map_err(|_| annals_core::Error::Closed)?
     }
 
     /// Opens the store in directory `path` only if one is there: unlike [`SledStore::open`]

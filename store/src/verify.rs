@@ -128,7 +128,7 @@ pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport, Error> {
     if !crate::is_store_dir(path) {
         return Err(Error::storage(format!("no store in {}", path.display())));
     }
-    let backend = SledBackend::open(path, 64 * 1024 * 1024)?;
+    let backend = SledBackend::open(path, 64 * 1024 * 1024, std::time::Duration::from_secs(1))?;
     Ok(verify_backend(&backend))
 }
 

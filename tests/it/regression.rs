@@ -74,9 +74,11 @@ fn huge_bincode_length_prefix_is_a_codec_error_not_an_abort() {
     assert!(matches!(r, Err(annals::Error::Codec { .. })));
 }
 
-/// A store open in another handle is `Error::Locked` (typed, not text to match); `close()`
-/// returns once sled has released its lock, so a reopen right after it works, as does one
-/// right after dropping the last handle.
+/// A store open in another handle is `Error::Locked` (typed, not text to match) once
+/// `lock_wait` has passed; `close()` returns once sled has released its lock, so a reopen
+/// right after it works, as does one right after dropping the last handle. (A raw sled handle
+/// releases its lock a moment after it is dropped: `lock_wait` covers that —
+/// `corruption::every_flipped_byte_of_a_chunk_is_reported` opens right after one, 30 times.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_locked_store_is_a_typed_error_and_close_releases_it() {
     use annals::prelude::*;
@@ -91,13 +93,17 @@ async fn a_locked_store_is_a_typed_error_and_close_releases_it() {
         )
         .await
         .unwrap();
-    match SledStore::open(dir.path()) {
+    // After waiting `lock_wait` (default 1 s) for the other handle to let go.
+    match SledStore::open_async(dir.path(), StoreConfig::default()).await {
         Err(Error::Locked { .. }) => {}
         Err(e) => panic!("expected Locked, got {e:?}"),
         Ok(_) => panic!("opened a locked store twice"),
     }
+    let at_once = StoreConfig::default().lock_wait(std::time::Duration::ZERO);
     for _ in 0..20 {
-        let store = SledStore::open(dir.path()).err().map_or(Ok(()), Err);
+        let store = SledStore::open_with(dir.path(), at_once.clone())
+            .err()
+            .map_or(Ok(()), Err);
         assert!(matches!(store, Err(Error::Locked { .. })));
     }
     store.close().await.unwrap();
