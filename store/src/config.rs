@@ -25,6 +25,22 @@ pub enum Durability {
 }
 
 /// Options of a store. `StoreConfig::default()` is durable with sensible limits.
+///
+/// ```
+/// use std::time::Duration;
+/// use annals_store::{Durability, SledStore, StoreConfig};
+///
+/// let dir = tempfile::tempdir()?;
+/// // Acknowledge once written, sync every 10 ms: faster, and a crash loses at most the
+/// // last 10 ms of acknowledged appends.
+/// let config = StoreConfig::default()
+///     .durability(Durability::Periodic { every: Duration::from_millis(10) })
+///     .cache_bytes(16 << 20)
+///     .lock_wait(Duration::ZERO);
+/// let store = SledStore::open_with(dir.path(), config)?;
+/// # drop(store);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct StoreConfig {
     /// Durability mode (default [`Durability::Durable`]).

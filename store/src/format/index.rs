@@ -295,6 +295,33 @@ impl StreamEntry {
         last
     }
 
+    /// Calls every accessor the store and `verify` use and checks the promises
+    /// [`Self::decode`] makes about the numbers of what it returns (for the property tests and
+    /// the fuzz targets; not a stable API).
+    #[doc(hidden)]
+    pub fn keeps_its_promises(&self) -> bool {
+        let _ = (
+            self.count(),
+            self.key_version(),
+            self.extendable(),
+            self.extends(self),
+        );
+        let mut ok = self.first_version > Version::NONE && self.last_version() < Version::MAX;
+        for (v, r) in self.runs_with_versions() {
+            ok &= r.first_position >= r.chunk && r.last_position() < Position::MAX;
+            let _ = (v.next(), r.last_position().next());
+        }
+        for bound in [
+            Position::NONE,
+            Position(1),
+            Position(u64::MAX / 2),
+            Position::MAX,
+        ] {
+            let _ = self.last_version_within(bound);
+        }
+        ok
+    }
+
     /// Whether the writer may add a run to this entry in place.
     pub fn extendable(&self) -> bool {
         self.format == INDEX_FORMAT_V3 && self.runs.len() < MAX_RUNS
