@@ -93,6 +93,9 @@ pub struct Executed<E> {
     pub version: Version,
     /// True when the command id had been executed before and this is its first result.
     pub replayed: bool,
+    /// How many times the command was decided: 1, plus one per optimistic-concurrency
+    /// conflict retried (0 for a replayed result).
+    pub attempts: usize,
 }
 
 /// One event of an aggregate's history.
@@ -227,6 +230,12 @@ where
     /// The store.
     pub fn store(&self) -> &S {
         &self.store
+    }
+
+    /// The aggregate id of a stream of this repository's aggregate type (`<A::TYPE>-<id>`),
+    /// or `None` for another stream: for projections and handlers that get stream ids.
+    pub fn aggregate_id(stream: &StreamId) -> Option<&str> {
+        stream.aggregate_id(A::TYPE)
     }
 
     /// The stream of aggregate `id`: `<A::TYPE>-<id>`.
@@ -520,6 +529,7 @@ where
                     append: None,
                     version,
                     replayed: false,
+                    attempts: attempt + 1,
                 });
             }
             let mut data = Vec::with_capacity(events.len());
@@ -547,6 +557,7 @@ where
                         append: Some(r),
                         version: r.last_version,
                         replayed: false,
+                        attempts: attempt + 1,
                     });
                 }
                 Err(Error::Conflict { .. }) if attempt < self.retries => {
@@ -627,6 +638,7 @@ where
             append: Some(append),
             version: b.version,
             replayed: true,
+            attempts: 0,
         }))
     }
 

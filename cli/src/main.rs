@@ -188,7 +188,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 writeln!(out, "no read models in {}", rm.display()).map_err(io)?;
                 return Ok(ExitCode::SUCCESS);
             }
-            let db = sled::Config::new()
+            let db = annals::projections::sled::Config::new()
                 .path(&rm)
                 .open()
                 .map_err(|e| format!("cannot open {}: {e}", rm.display()))?;

@@ -57,6 +57,22 @@ impl StreamId {
         Self::new(format!("{aggregate_type}-{id}"))
     }
 
+    /// The aggregate id of a stream named `<aggregate_type>-<id>`, or `None` for a stream of
+    /// another type: the inverse of [`StreamId::for_aggregate`].
+    ///
+    /// ```
+    /// use annals_core::StreamId;
+    /// let s = StreamId::for_aggregate("account", "a-7").unwrap();
+    /// assert_eq!(s.aggregate_id("account"), Some("a-7"));
+    /// assert_eq!(s.aggregate_id("order"), None);
+    /// ```
+    pub fn aggregate_id(&self, aggregate_type: &str) -> Option<&str> {
+        self.as_str()
+            .strip_prefix(aggregate_type)?
+            .strip_prefix('-')
+            .filter(|id| !id.is_empty())
+    }
+
     fn check(name: &str) -> Result<(), &'static str> {
         if name.is_empty() {
             return Err("stream id is empty");

@@ -45,6 +45,17 @@ pub enum ProjectionError {
         /// The failure that stopped it.
         reason: String,
     },
+    /// `wait_for` reached the position, but by parking the event there (dead-letter list)
+    /// rather than applying it: its effect is not in the read model.
+    #[error("projection {projection} parked the event at position {position}: {error}")]
+    Parked {
+        /// The projection.
+        projection: String,
+        /// The parked event's position.
+        position: Position,
+        /// The error it was parked with.
+        error: String,
+    },
     /// No parked event at that position for that projection.
     #[error("no parked event at position {0}")]
     NotParked(Position),

@@ -70,6 +70,10 @@ mod runner;
 mod search;
 
 pub use error::ProjectionError;
+/// The sled this crate is built with: [`ProjectionRunner::new`] and [`KvReadModel::open`]
+/// take a `sled::Db`, and with this re-export no application needs its own (exactly
+/// matching) sled dependency.
+pub use sled;
 
 /// The read models' byte decoders, for the fuzz targets: not a stable API.
 #[doc(hidden)]
@@ -108,7 +112,7 @@ pub use postgres::{PgLeadership, PgProjector, PgReadModel};
 pub use projection::{Checkpoint, Projection};
 pub use runner::{
     FailurePolicy, Progress, ProgressFn, ProjectionConfig, ProjectionHandle, ProjectionRunner,
-    RetryPolicy, Status, WorkerState, project_until,
+    RetryPolicy, Status, WorkerState, project_to_head, project_until,
 };
 /// The PostgreSQL driver, re-exported so that projectors use the same version.
 #[cfg(feature = "postgres")]

@@ -61,6 +61,9 @@ use tokio::sync::watch;
 
 pub use backend::MemDisk;
 pub use config::{Durability, FaultPlan, FaultPoint, StoreConfig};
+/// The sled this crate is built with (sled 0.34.7), for tools that read a store's or a read
+/// model's trees directly without a dependency of their own.
+pub use sled;
 
 use backend::{MemBackend, SledBackend};
 use engine::Engine;

@@ -136,6 +136,11 @@ async fn poison_event_is_retried_parked_and_retried_after_a_fix() {
     poison.store(true, Ordering::SeqCst);
     let bad2 = append(&store, "c-1", 1, "Poison").await.last_position;
     h.wait_for(bad2, Duration::from_secs(10)).await.unwrap();
+    // Reached by parking it: `wait_for_applied` says so.
+    assert!(matches!(
+        h.wait_for_applied(bad2, Duration::from_secs(10)).await,
+        Err(ProjectionError::Parked { position, .. }) if position == bad2
+    ));
     h.discard_parked(bad2).unwrap();
     assert!(h.parked().unwrap().is_empty());
     runner.shutdown().await;
@@ -371,4 +376,16 @@ async fn read_model_as_of_a_position() {
             None => assert_eq!(p, 0),
         }
     }
+    // Up to the head in one call, no runner.
+    let model = KvReadModel::temporary().unwrap();
+    let mut projection =
+        KvProjection::new(common::projections::PerStream::new("head"), model.clone());
+    assert_eq!(
+        project_to_head(&store, &mut projection, 8).await.unwrap(),
+        Position(30)
+    );
+    assert_eq!(
+        model.get(&"asof-1".to_string()).unwrap(),
+        Some((30, 30, (1..=30).sum()))
+    );
 }

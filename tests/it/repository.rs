@@ -659,3 +659,41 @@ async fn two_repositories_on_the_postgres_store() {
     two_repositories_decide_on_current_state(store.clone()).await;
     store.drop_schema().await.unwrap();
 }
+
+/// `Executed::attempts` counts the decisions a command took (conflict retries are visible),
+/// and the aggregate id comes back from a stream id.
+#[tokio::test]
+async fn executed_counts_attempts_and_stream_ids_give_aggregate_ids() {
+    let store = MemStore::new();
+    let a = Repository::<Switch, _>::new(store.clone());
+    let b = Repository::<Switch, _>::new(store.clone());
+    let ctx = CommandContext::new();
+    assert_eq!(
+        a.execute("1", &SwitchCommand::Toggle, &ctx)
+            .await
+            .unwrap()
+            .attempts,
+        1
+    );
+    // B moves the stream on; A's cached version conflicts once, then A decides again.
+    b.execute("1", &SwitchCommand::Toggle, &ctx).await.unwrap();
+    let done = a.execute("1", &SwitchCommand::Toggle, &ctx).await.unwrap();
+    assert_eq!((done.attempts, done.version), (2, Version(3)));
+    // A replayed command id: no decision at all.
+    let once = CommandContext::new().with_command_id(Uuid::now_v7());
+    a.execute("1", &SwitchCommand::Toggle, &once).await.unwrap();
+    let again = a.execute("1", &SwitchCommand::Toggle, &once).await.unwrap();
+    assert!(again.replayed && again.attempts == 0);
+
+    let stream = a.stream_id("1").unwrap();
+    assert_eq!(
+        Repository::<Switch, MemStore>::aggregate_id(&stream),
+        Some("1")
+    );
+    let other = StreamId::new("account-1").unwrap();
+    assert_eq!(Repository::<Switch, MemStore>::aggregate_id(&other), None);
+    assert_eq!(
+        StreamId::new("switch-").unwrap().aggregate_id("switch"),
+        None
+    );
+}

@@ -125,6 +125,8 @@ impl ProjectionHandle {
     /// # Errors
     /// [`ProjectionError::Timeout`] after `timeout`; [`ProjectionError::Stopped`] if the
     /// projection stops on a failure first; [`ProjectionError::Closed`] if it shuts down.
+    /// The position counts as reached when its event was parked, too: use
+    /// [`Self::wait_for_applied`] to be told.
     pub async fn wait_for(
         &self,
         position: Position,
@@ -158,6 +160,28 @@ impl ProjectionHandle {
                 reached: self.checkpoint(),
                 waited: timeout,
             }),
+        }
+    }
+
+    /// [`Self::wait_for`], and then an error if the event at `position` was parked (its
+    /// effect is not in the read model) rather than applied.
+    ///
+    /// # Errors
+    /// As [`Self::wait_for`], and [`ProjectionError::Parked`] with the error it was parked
+    /// with.
+    pub async fn wait_for_applied(
+        &self,
+        position: Position,
+        timeout: Duration,
+    ) -> Result<(), ProjectionError> {
+        self.wait_for(position, timeout).await?;
+        match self.parked.get(&self.name, position)? {
+            Some(p) => Err(ProjectionError::Parked {
+                projection: self.name.clone(),
+                position,
+                error: p.error,
+            }),
+            None => Ok(()),
         }
     }
 

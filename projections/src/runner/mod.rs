@@ -141,6 +141,20 @@ impl<S: EventStore> ProjectionRunner<S> {
     }
 }
 
+/// Runs `projection` from its checkpoint up to the store's head as of the call, without a
+/// worker, and returns the position reached: one call to bring a read model up to date in a
+/// test, a benchmark or a batch job (no runner to start, no timeout to guess).
+///
+/// # Errors
+/// As [`project_until`].
+pub async fn project_to_head<S: EventStore>(
+    store: &S,
+    projection: &mut dyn Projection,
+    batch_size: usize,
+) -> Result<Position, ProjectionError> {
+    project_until(store, projection, store.head_position(), batch_size).await
+}
+
 /// Runs `projection` from its checkpoint up to `until` (inclusive) without a worker: for
 /// read models *as of a position* (project into a temporary read model) and for tests.
 ///
