@@ -1,7 +1,6 @@
 //! The [`Repository`]: loads aggregates (latest, at a version, as of a time), executes
 //! commands with optimistic concurrency and retries, takes snapshots.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use annals_core::{
@@ -124,7 +123,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Loads and changes aggregates of type `A` in store `S`.
 ///
 /// * `load(id)`: the latest snapshot plus the events after it (recently used aggregates are
-///   kept in memory and caught up from their cached version);
+///   kept in memory — a least-recently-used cache of [`Repository::cache_capacity`]
+///   aggregates — and caught up from their cached version);
 /// * `load_at(id, version)` and `load_as_of(id, time)`: time travel;
 /// * `execute(id, command, context)`: load, decide, append with `Exact(version)`; on a
 ///   conflict, retry on fresh state (3 times by default).
@@ -139,7 +139,7 @@ pub struct Repository<A: Aggregate, S> {
     load_snapshots: Option<bool>,
     retries: usize,
     cache_capacity: usize,
-    cache: Arc<Mutex<HashMap<StreamId, (A, Version)>>>,
+    cache: Arc<Mutex<lru::LruCache<StreamId, (A, Version)>>>,
 }
 
 impl<A: Aggregate, S: Clone> Clone for Repository<A, S> {
@@ -186,7 +186,7 @@ where
             load_snapshots: None,
             retries: 3,
             cache_capacity: 10_000,
-            cache: Arc::new(Mutex::new(HashMap::new())),
+            cache: Arc::new(Mutex::new(lru::LruCache::unbounded())),
         }
     }
 
@@ -215,7 +215,8 @@ where
         self
     }
 
-    /// How many aggregates to keep in memory (default 10,000; 0 = no cache).
+    /// How many aggregates to keep in memory (default 10,000; 0 = no cache); when it is full,
+    /// the least recently used one goes.
     pub fn cache_capacity(mut self, n: usize) -> Self {
         self.cache_capacity = n;
         self
@@ -262,22 +263,22 @@ where
             return;
         }
         let mut cache = lock(&self.cache);
-        if cache.len() >= self.cache_capacity
-            && !cache.contains_key(stream)
-            && let Some(victim) = cache.keys().next().cloned()
-        {
-            cache.remove(&victim);
-        }
-        match cache.get(stream) {
-            Some((_, v)) if *v > version => {}
-            _ => {
-                cache.insert(stream.clone(), (state.clone(), version));
+        match cache.peek(stream) {
+            // A newer state is cached already (a concurrent command got there first).
+            Some((_, v)) if *v > version => {
+                cache.promote(stream);
             }
+            _ => {
+                cache.put(stream.clone(), (state.clone(), version));
+            }
+        }
+        while cache.len() > self.cache_capacity {
+            cache.pop_lru();
         }
     }
 
     fn forget(&self, stream: &StreamId) {
-        lock(&self.cache).remove(stream);
+        lock(&self.cache).pop(stream);
     }
 
     /// Folds the events of `stream` in `range` into `state`; stops at `until` (a time) when
@@ -685,5 +686,67 @@ where
         };
         self.store.save_snapshot(&stream, snapshot).await?;
         Ok(version)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use annals_store::MemStore;
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    struct Noted;
+
+    impl DomainEvent for Noted {
+        fn event_type(&self) -> &'static str {
+            "Noted"
+        }
+        fn schema_version(&self) -> u32 {
+            1
+        }
+        fn event_types() -> &'static [(&'static str, u32)] {
+            &[("Noted", 1)]
+        }
+        fn encode_payload(&self, codec: CodecId) -> Result<Vec<u8>, Error> {
+            codec.encode("Noted", self)
+        }
+        fn decode_payload(event_type: &str, codec: CodecId, payload: &[u8]) -> Result<Self, Error> {
+            codec.decode(event_type, payload)
+        }
+    }
+
+    #[derive(Default, Clone, Debug, Serialize, Deserialize)]
+    struct Note;
+
+    impl Aggregate for Note {
+        const TYPE: &'static str = "note";
+        type Command = ();
+        type Event = Noted;
+        type Error = std::convert::Infallible;
+        type Services = ();
+        fn handle(&self, _: &(), _: &()) -> Result<Vec<Noted>, Self::Error> {
+            Ok(vec![Noted])
+        }
+        fn apply(&mut self, _: &Noted) {}
+    }
+
+    /// The aggregate cache keeps the most recently used aggregates.
+    #[tokio::test]
+    async fn the_cache_evicts_the_least_recently_used() {
+        let repo = Repository::<Note, _>::new(MemStore::new()).cache_capacity(2);
+        for id in ["a", "b"] {
+            repo.execute(id, &(), &CommandContext::new()).await.unwrap();
+        }
+        repo.load("a").await.unwrap(); // a is now the most recently used
+        repo.execute("c", &(), &CommandContext::new())
+            .await
+            .unwrap();
+        let cached: Vec<String> = lock(&repo.cache)
+            .iter()
+            .map(|(k, _)| k.to_string())
+            .collect();
+        assert_eq!(cached, ["note-c", "note-a"]);
     }
 }
