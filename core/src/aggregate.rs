@@ -14,6 +14,63 @@ use crate::error::Error;
 /// (named after the variant unless `#[event(name = "...")]` says otherwise) whose payload is
 /// the variant's fields, so variants can be reordered or added without touching stored
 /// events.
+///
+/// By hand, for event types defined in a crate that must not depend on annals (a shared
+/// contracts crate with serde only): implement it in the crate that does, on a newtype, with
+/// the same layout the derive uses — one event type per variant, the payload the variant's
+/// fields.
+///
+/// ```
+/// use annals_core::{CodecId, DomainEvent, Error};
+/// use serde::{Deserialize, Serialize};
+///
+/// // In the contracts crate: plain serde types.
+/// #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+/// pub struct Placed { pub order: String, pub total: u64 }
+/// #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+/// pub struct Cancelled { pub order: String }
+///
+/// // In the service: the event type annals stores.
+/// #[derive(Debug, Clone, PartialEq)]
+/// enum OrderEvent {
+///     Placed(Placed),
+///     Cancelled(Cancelled),
+/// }
+///
+/// impl DomainEvent for OrderEvent {
+///     fn event_type(&self) -> &'static str {
+///         match self {
+///             OrderEvent::Placed(_) => "Placed",
+///             OrderEvent::Cancelled(_) => "Cancelled",
+///         }
+///     }
+///     fn schema_version(&self) -> u32 {
+///         1
+///     }
+///     fn event_types() -> &'static [(&'static str, u32)] {
+///         &[("Placed", 1), ("Cancelled", 1)]
+///     }
+///     fn encode_payload(&self, codec: CodecId) -> Result<Vec<u8>, Error> {
+///         match self {
+///             OrderEvent::Placed(p) => codec.encode("Placed", p),
+///             OrderEvent::Cancelled(c) => codec.encode("Cancelled", c),
+///         }
+///     }
+///     fn decode_payload(event_type: &str, codec: CodecId, bytes: &[u8]) -> Result<Self, Error> {
+///         match event_type {
+///             "Placed" => codec.decode(event_type, bytes).map(OrderEvent::Placed),
+///             "Cancelled" => codec.decode(event_type, bytes).map(OrderEvent::Cancelled),
+///             other => Err(Error::unknown_event_type(other, "OrderEvent")),
+///         }
+///     }
+/// }
+///
+/// let e = OrderEvent::Placed(Placed { order: "o-1".into(), total: 30 });
+/// let data = e.to_event_data().unwrap();
+/// assert_eq!(data.event_type, "Placed");
+/// let back = OrderEvent::decode_payload("Placed", data.codec, &data.payload).unwrap();
+/// assert_eq!(back, e);
+/// ```
 pub trait DomainEvent: Sized + Send + Sync + 'static {
     /// The type name of this event, e.g. `"Deposited"`.
     fn event_type(&self) -> &'static str;
