@@ -54,6 +54,8 @@ struct Args {
     spread: bool,
     /// W1: run with the repository's aggregate cache off (every command loads from the store).
     no_cache: bool,
+    /// W1: the repository's snapshot policy (0: none).
+    snapshot_every: u64,
     /// Soak: cycle over this many tickets (rounded up to a multiple of 8) instead of opening
     /// a new one for every round.
     streams: Option<u64>,
@@ -72,6 +74,7 @@ fn parse_args() -> Result<Args, String> {
         projections: "all".into(),
         spread: false,
         no_cache: false,
+        snapshot_every: 0,
         streams: None,
     };
     let mut it = std::env::args().skip(1);
@@ -104,6 +107,11 @@ fn parse_args() -> Result<Args, String> {
             "--projections" => args.projections = value("--projections")?,
             "--spread" => args.spread = true,
             "--no-cache" => args.no_cache = true,
+            "--snapshot-every" => {
+                args.snapshot_every = value("--snapshot-every")?
+                    .parse()
+                    .map_err(|e| format!("--snapshot-every: {e}"))?
+            }
             "--streams" => {
                 args.streams = Some(
                     value("--streams")?
@@ -414,8 +422,7 @@ async fn w1(args: &Args) {
 
         if args.system.as_deref() == Some("annals-postgres") {
             let store = postgres_store("w1").await;
-            let (secs, rate) =
-                w1_commands(store.clone(), c, accounts, commands, args.no_cache).await;
+            let (secs, rate) = w1_commands(store.clone(), c, accounts, commands, args).await;
             store.drop_schema().await.unwrap();
             line(
                 "annals-postgres",
@@ -431,16 +438,17 @@ async fn w1(args: &Args) {
         }
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path()).unwrap();
-        let (secs, rate) = w1_commands(store, c, accounts, commands, args.no_cache).await;
+        let (secs, rate) = w1_commands(store, c, accounts, commands, args).await;
         line(
             "annals-sled",
             "w1",
             commands,
             secs,
             &format!(
-                ",\"concurrency\":{c},\"accounts\":{accounts},\"ratio_to_floor_b1\":{:.2},\"cache\":{}",
+                ",\"concurrency\":{c},\"accounts\":{accounts},\"ratio_to_floor_b1\":{:.2},\"cache\":{},\"snapshot_every\":{}",
                 rate / floor_rate,
-                !args.no_cache
+                !args.no_cache,
+                args.snapshot_every
             ),
         );
     }
@@ -452,11 +460,13 @@ async fn w1_commands<S: EventStore + SnapshotStore>(
     c: usize,
     accounts: usize,
     commands: usize,
-    no_cache: bool,
+    args: &Args,
 ) -> (f64, f64) {
     {
-        let cache = if no_cache { 0 } else { accounts * 2 };
-        let repo = Repository::<Account, _>::new(store.clone()).cache_capacity(cache);
+        let cache = if args.no_cache { 0 } else { accounts * 2 };
+        let repo = Repository::<Account, _>::new(store.clone())
+            .cache_capacity(cache)
+            .snapshot_every(args.snapshot_every);
         run_commands(&repo, c, accounts, |i| AccountCommand::Open {
             account: format!("{i}"),
             owner: "bench".into(),
