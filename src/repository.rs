@@ -664,7 +664,8 @@ where
             payload,
             taken_at: Timestamp::now(),
         };
-        if let Err(e) = self.store.save_snapshot(stream, snapshot).await {
+        // Off the command's path: queued for the store's next write, not waited for.
+        if let Err(e) = self.store.queue_snapshot(stream, snapshot).await {
             tracing::warn!(%stream, error = %e, "cannot save snapshot");
         }
     }

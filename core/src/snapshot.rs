@@ -32,6 +32,18 @@ pub trait SnapshotStore: Clone + Send + Sync + 'static {
         snapshot: Snapshot,
     ) -> impl Future<Output = Result<()>> + Send;
 
+    /// Stores `snapshot` without waiting for it to be written: it is written with the store's
+    /// next write (so a command that takes a snapshot never waits for one more commit), and a
+    /// later flush of the store, where it has one, waits for it. The default waits, as
+    /// [`Self::save_snapshot`].
+    fn queue_snapshot(
+        &self,
+        stream: &StreamId,
+        snapshot: Snapshot,
+    ) -> impl Future<Output = Result<()>> + Send {
+        self.save_snapshot(stream, snapshot)
+    }
+
     /// The latest snapshot of `stream`. A damaged snapshot is an error; callers fall back to
     /// a full replay.
     fn load_snapshot(

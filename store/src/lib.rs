@@ -120,6 +120,15 @@ macro_rules! delegate_store {
                     .await
             }
 
+            async fn queue_snapshot(&self, stream: &StreamId, snapshot: Snapshot) -> Result<()> {
+                self.engine
+                    .put_soon(
+                        layout::snapshot_key(stream),
+                        format::encode_snapshot(&snapshot),
+                    )
+                    .await
+            }
+
             async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>> {
                 match self.engine.get(&layout::snapshot_key(stream))? {
                     Some(bytes) => format::decode_snapshot(&bytes).map(Some),

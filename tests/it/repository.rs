@@ -98,6 +98,8 @@ proptest! {
                 assert_eq!(fresh.load("c1").await.unwrap().0, expected.clone());
             }
             if every > 0 && all.len() as u64 >= every {
+                // Snapshots are written with the store's next write; a flush waits for them.
+                store.flush().await.unwrap();
                 let snap = store.load_snapshot(&StreamId::new("counter-c1").unwrap()).await.unwrap().unwrap();
                 let state: Counter = snap.codec.decode("counter", &snap.payload).unwrap();
                 assert_eq!(state, fold(&all[..snap.version.0 as usize]), "a snapshot covers exactly the events up to its version");
@@ -123,6 +125,8 @@ async fn multi_event_command_crossing_a_snapshot_boundary() {
     repo.execute("x", &vec![2, 3, 4, 5, 6], &CommandContext::new())
         .await
         .unwrap(); // 9..=13
+    // The snapshot is written with the store's next write; a flush waits for it.
+    store.flush().await.unwrap();
     let snap = store
         .load_snapshot(&StreamId::new("counter-x").unwrap())
         .await

@@ -247,6 +247,18 @@ impl<B: Backend> Engine<B> {
         rx.await.map_err(|_| Error::Closed)?
     }
 
+    /// Queues a key outside the log (a snapshot) for the next group commit without waiting
+    /// for it; a later `flush` is queued behind it, so it waits for it too.
+    pub(crate) async fn put_soon(&self, key: Vec<u8>, value: Vec<u8>) -> Result<()> {
+        self.check_poisoned()?;
+        let tx = self.inner.tx.as_ref().ok_or(Error::Closed)?;
+        // Nobody waits for the reply: the writer's send to it fails quietly.
+        let (reply, _) = oneshot::channel();
+        tx.send_async(Msg::Put(key, value, reply))
+            .await
+            .map_err(|_| Error::Closed)
+    }
+
     /// Reads a key outside the log.
     pub(crate) fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         Ok(self.shared().backend.get(key)?.map(|v| v.as_ref().to_vec()))
