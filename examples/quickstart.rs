@@ -5,6 +5,7 @@
 //! cargo run --release --example quickstart [-- DATA_DIR]
 //! ```
 
+use annals::Error;
 use annals::prelude::*;
 
 #[derive(serde::Serialize, serde::Deserialize, Debug)]

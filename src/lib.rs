@@ -130,14 +130,33 @@ pub mod projections {
     pub use annals_projections::*;
 }
 
-/// The names most programs need.
+/// The names most programs need. It takes no name a domain commonly gives its own types: a
+/// glob import of it beside a glob import of a domain with its own `Command` and `Error`
+/// types is fine.
+///
+/// ```
+/// use annals::prelude::*;
+/// mod domain {
+///     pub enum Command { Open }
+///     #[derive(Debug)]
+///     pub struct Error;
+/// }
+/// use domain::*;
+/// let _ = Command::Open;
+/// let _: Result<(), Error> = Err(Error);
+/// let _: Result<(), annals::Error> = Ok(()); // the store's error, by its path
+/// ```
 pub mod prelude {
     pub use crate::store::{Durability, MemStore, SledStore, StoreConfig};
     pub use crate::{CommandContext, Executed, Repository, RepositoryError, Upcasters};
+    // `Command` (the trait) comes in unnamed, for its methods: a domain's own `Command` or
+    // `Error` type must not clash with a glob import of the prelude (write `annals::Error`
+    // for the store's error). The `Command` derive macro keeps its name.
+    pub use annals_core::Command as _;
     pub use annals_core::{
-        Aggregate, AppendResult, CodecId, Command, Direction, DomainEvent, Error, EventData,
-        EventId, EventStore, ExpectedVersion, Filter, Metadata, Position, RecordedEvent,
-        SnapshotStore, StreamId, Subscription, Timestamp, Version, VersionRange,
+        Aggregate, AppendResult, CodecId, Direction, DomainEvent, EventData, EventId, EventStore,
+        ExpectedVersion, Filter, Metadata, Position, RecordedEvent, SnapshotStore, StreamId,
+        Subscription, Timestamp, Version, VersionRange,
     };
     pub use annals_derive::{Command, DomainEvent};
 }

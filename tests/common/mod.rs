@@ -13,6 +13,7 @@ use std::collections::HashMap;
 pub mod child;
 pub mod projections;
 
+use annals::Error;
 use annals::prelude::*;
 use annals::store::MemDisk;
 use proptest::prelude::*;

@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use annals::Error;
 use annals::prelude::*;
 use annals::store::layout;
 

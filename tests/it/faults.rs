@@ -2,6 +2,7 @@
 //! store (nothing is acknowledged afterwards), and a reopen recovers every acknowledged event.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use annals::Error;
 use annals::prelude::*;
 use annals::store::{FaultPlan, FaultPoint, MemDisk};
 

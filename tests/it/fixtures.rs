@@ -14,6 +14,7 @@
 
 use std::path::{Path, PathBuf};
 
+use annals::Error;
 use annals::Uuid;
 use annals::prelude::*;
 use annals::store::format::{self, IndexEntry, StreamEntry};

@@ -81,6 +81,7 @@ fn huge_bincode_length_prefix_is_a_codec_error_not_an_abort() {
 /// `corruption::every_flipped_byte_of_a_chunk_is_reported` opens right after one, 30 times.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_locked_store_is_a_typed_error_and_close_releases_it() {
+    use annals::Error;
     use annals::prelude::*;
     let dir = tempfile::tempdir().unwrap();
     let store = SledStore::open(dir.path()).unwrap();

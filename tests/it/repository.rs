@@ -6,6 +6,7 @@ use crate::domain;
 
 use std::sync::Arc;
 
+use annals::Error;
 use annals::prelude::*;
 use annals::store::MemDisk;
 use annals::testing::given;

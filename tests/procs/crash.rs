@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+use annals::Error;
 use annals::prelude::*;
 use annals::projections::{
     KvProjection, KvReadModel, ProjectionConfig, ProjectionRunner, SearchConfig, SearchProjection,

@@ -18,6 +18,7 @@ use std::process::{Child, ChildStdin};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use annals::Error;
 use annals::prelude::*;
 use annals::projections::tokio_postgres::Transaction;
 use annals::projections::*;
