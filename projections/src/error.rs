@@ -18,8 +18,14 @@ pub enum ProjectionError {
         message: String,
     },
     /// The read model's storage failed (retried like a handler failure).
-    #[error("read model storage: {0}")]
-    ReadModel(String),
+    #[error("read model storage: {message}")]
+    ReadModel {
+        /// What failed.
+        message: String,
+        /// The storage engine's error (sled, tantivy, PostgreSQL), when there is one.
+        #[source]
+        source: Option<annals_core::Source>,
+    },
     /// The event store failed.
     #[error(transparent)]
     Store(#[from] annals_core::Error),
@@ -101,8 +107,29 @@ impl ProjectionError {
     }
 }
 
-impl From<sled::Error> for ProjectionError {
-    fn from(e: sled::Error) -> Self {
-        ProjectionError::ReadModel(e.to_string())
+impl ProjectionError {
+    /// A `ReadModel` error with a message and no cause.
+    pub fn read_model(message: impl Into<String>) -> Self {
+        ProjectionError::ReadModel {
+            message: message.into(),
+            source: None,
+        }
     }
+
+    /// A `ReadModel` error caused by `source`.
+    pub fn read_model_caused(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        ProjectionError::ReadModel {
+            message: message.into(),
+            source: Some(std::sync::Arc::new(source)),
+        }
+    }
+}
+
+/// A sled error of a read model or the dead-letter list (sled's type stays out of the public
+/// API: no `From` impl).
+pub(crate) fn sled_err(e: sled::Error) -> ProjectionError {
+    ProjectionError::read_model_caused(format!("sled: {e}"), e)
 }

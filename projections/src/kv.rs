@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::error::ProjectionError;
+use crate::error::{ProjectionError, sled_err};
 use crate::projection::{Checkpoint, Projection};
 
 const DATA: u8 = b'd';
@@ -24,7 +24,7 @@ fn config() -> impl bincode::config::Config {
 
 fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, ProjectionError> {
     bincode::serde::encode_to_vec(value, config())
-        .map_err(|e| ProjectionError::ReadModel(e.to_string()))
+        .map_err(|e| ProjectionError::read_model_caused("cannot encode a read-model value", e))
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ProjectionError> {
@@ -37,7 +37,9 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ProjectionE
             .with_limit::<{ annals_core::DECODE_LIMIT }>(),
     )
     .map(|(v, _)| v)
-    .map_err(|e| ProjectionError::ReadModel(format!("undecodable read-model value: {e}")))
+    .map_err(|e| {
+        ProjectionError::read_model_caused(format!("undecodable read-model value: {e}"), e)
+    })
 }
 
 fn data_key<K: Serialize>(key: &K) -> Result<Vec<u8>, ProjectionError> {
@@ -70,7 +72,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> KvReadMod
     /// sled errors.
     pub fn open(db: &sled::Db, name: &str) -> Result<Self, ProjectionError> {
         Ok(Self {
-            tree: db.open_tree(format!("kv/{name}"))?,
+            tree: db.open_tree(format!("kv/{name}")).map_err(sled_err)?,
             _types: PhantomData,
         })
     }
@@ -81,7 +83,10 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> KvReadMod
     /// # Errors
     /// sled errors.
     pub fn temporary() -> Result<Self, ProjectionError> {
-        let db = sled::Config::new().temporary(true).open()?;
+        let db = sled::Config::new()
+            .temporary(true)
+            .open()
+            .map_err(sled_err)?;
         Self::open(&db, "temporary")
     }
 
@@ -90,7 +95,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> KvReadMod
     /// # Errors
     /// sled errors, or an undecodable value.
     pub fn get(&self, key: &K) -> Result<Option<V>, ProjectionError> {
-        match self.tree.get(data_key(key)?)? {
+        match self.tree.get(data_key(key)?).map_err(sled_err)? {
             Some(v) => decode(&v).map(Some),
             None => Ok(None),
         }
@@ -103,7 +108,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> KvReadMod
     pub fn entries(&self) -> Result<Vec<(K, V)>, ProjectionError> {
         let mut out = Vec::new();
         for item in self.tree.scan_prefix([DATA]) {
-            let (k, v) = item?;
+            let (k, v) = item.map_err(sled_err)?;
             out.push((decode(&k[1..])?, decode(&v)?));
         }
         Ok(out)
@@ -124,7 +129,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> KvReadMod
     /// # Errors
     /// sled errors, or an undecodable checkpoint.
     pub fn checkpoint(&self) -> Result<Option<Checkpoint>, ProjectionError> {
-        match self.tree.get(CHECKPOINT_KEY)? {
+        match self.tree.get(CHECKPOINT_KEY).map_err(sled_err)? {
             Some(v) => decode(&v).map(Some),
             None => Ok(None),
         }
@@ -152,7 +157,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> KvReadMod
             }
         }
         batch.insert(CHECKPOINT_KEY, encode(&checkpoint)?);
-        self.tree.apply_batch(batch)?;
+        self.tree.apply_batch(batch).map_err(sled_err)?;
         Ok(())
     }
 
@@ -161,7 +166,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> KvReadMod
     /// # Errors
     /// sled errors.
     pub fn clear(&self) -> Result<(), ProjectionError> {
-        self.tree.clear()?;
+        self.tree.clear().map_err(sled_err)?;
         Ok(())
     }
 
@@ -170,7 +175,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> KvReadMod
     /// # Errors
     /// sled errors.
     pub fn flush(&self) -> Result<(), ProjectionError> {
-        self.tree.flush()?;
+        self.tree.flush().map_err(sled_err)?;
         Ok(())
     }
 }

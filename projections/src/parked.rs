@@ -3,7 +3,7 @@
 use annals_core::{Position, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use crate::error::ProjectionError;
+use crate::error::{ProjectionError, sled_err};
 
 /// One parked event.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,7 +50,7 @@ impl ParkedStore {
     /// sled errors.
     pub fn open(db: &sled::Db) -> Result<Self, ProjectionError> {
         Ok(Self {
-            tree: db.open_tree("annals/parked")?,
+            tree: db.open_tree("annals/parked").map_err(sled_err)?,
         })
     }
 
@@ -60,10 +60,11 @@ impl ParkedStore {
     /// sled errors.
     pub fn put(&self, parked: &Parked) -> Result<(), ProjectionError> {
         let bytes = bincode::serde::encode_to_vec(parked, bincode::config::standard())
-            .map_err(|e| ProjectionError::ReadModel(e.to_string()))?;
+            .map_err(|e| ProjectionError::read_model_caused("cannot encode a parked record", e))?;
         self.tree
-            .insert(key(&parked.projection, parked.position), bytes)?;
-        self.tree.flush()?;
+            .insert(key(&parked.projection, parked.position), bytes)
+            .map_err(sled_err)?;
+        self.tree.flush().map_err(sled_err)?;
         Ok(())
     }
 
@@ -76,7 +77,7 @@ impl ParkedStore {
         projection: &str,
         position: Position,
     ) -> Result<Option<Parked>, ProjectionError> {
-        match self.tree.get(key(projection, position))? {
+        match self.tree.get(key(projection, position)).map_err(sled_err)? {
             Some(v) => Self::decode(&v).map(Some),
             None => Ok(None),
         }
@@ -86,7 +87,9 @@ impl ParkedStore {
         let config = bincode::config::standard().with_limit::<{ annals_core::DECODE_LIMIT }>();
         bincode::serde::decode_from_slice(bytes, config)
             .map(|(p, _)| p)
-            .map_err(|e| ProjectionError::ReadModel(format!("undecodable parked record: {e}")))
+            .map_err(|e| {
+                ProjectionError::read_model_caused(format!("undecodable parked record: {e}"), e)
+            })
     }
 
     /// Every parked event of `projection`, by position.
@@ -96,7 +99,7 @@ impl ParkedStore {
     pub fn list(&self, projection: &str) -> Result<Vec<Parked>, ProjectionError> {
         self.tree
             .scan_prefix(prefix(projection))
-            .map(|item| Self::decode(&item?.1))
+            .map(|item| Self::decode(&item.map_err(sled_err)?.1))
             .collect()
     }
 
@@ -107,7 +110,7 @@ impl ParkedStore {
     pub fn all(&self) -> Result<Vec<Parked>, ProjectionError> {
         self.tree
             .iter()
-            .map(|item| Self::decode(&item?.1))
+            .map(|item| Self::decode(&item.map_err(sled_err)?.1))
             .collect()
     }
 
@@ -121,8 +124,12 @@ impl ParkedStore {
     /// # Errors
     /// sled errors.
     pub fn remove(&self, projection: &str, position: Position) -> Result<bool, ProjectionError> {
-        let existed = self.tree.remove(key(projection, position))?.is_some();
-        self.tree.flush()?;
+        let existed = self
+            .tree
+            .remove(key(projection, position))
+            .map_err(sled_err)?
+            .is_some();
+        self.tree.flush().map_err(sled_err)?;
         Ok(existed)
     }
 
@@ -132,7 +139,9 @@ impl ParkedStore {
     /// sled errors.
     pub fn clear(&self, projection: &str) -> Result<(), ProjectionError> {
         for item in self.tree.scan_prefix(prefix(projection)) {
-            self.tree.remove(item?.0)?;
+            self.tree
+                .remove(item.map_err(sled_err)?.0)
+                .map_err(sled_err)?;
         }
         Ok(())
     }

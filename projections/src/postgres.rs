@@ -24,23 +24,27 @@ use crate::error::ProjectionError;
 use crate::leader::{Leadership, Lease};
 use crate::projection::{Checkpoint, Projection};
 
-/// A driver error as a read-model error (the SQLSTATE code kept in the message).
-pub(crate) fn pg(e: &tokio_postgres::Error) -> ProjectionError {
-    ProjectionError::ReadModel(match e.as_db_error() {
+/// A driver error as a read-model error (the SQLSTATE code kept in the message, the driver's
+/// error as the source; the driver's type stays out of the public API: no `From` impl).
+pub(crate) fn pg(e: tokio_postgres::Error) -> ProjectionError {
+    let message = match e.as_db_error() {
         Some(db) => format!("postgres: {} ({})", db.message(), db.code().code()),
         None => format!("postgres: {e}"),
-    })
+    };
+    ProjectionError::read_model_caused(message, e)
 }
 
+/// Kept while `PgProjector::apply` returns `ProjectionError`, so that a projector's SQL can use
+/// `?` (it goes once handlers return a boxed error).
 impl From<tokio_postgres::Error> for ProjectionError {
     fn from(e: tokio_postgres::Error) -> Self {
-        pg(&e)
+        pg(e)
     }
 }
 
 /// Opens a connection driven by its own task.
 async fn connect(connect: &str) -> Result<(Client, JoinHandle<()>), ProjectionError> {
-    let (client, connection) = tokio_postgres::connect(connect, NoTls).await?;
+    let (client, connection) = tokio_postgres::connect(connect, NoTls).await.map_err(pg)?;
     let task = tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "postgres connection ended");
@@ -60,7 +64,7 @@ fn valid_schema(name: &str) -> Result<(), ProjectionError> {
     if ok {
         Ok(())
     } else {
-        Err(ProjectionError::ReadModel(format!(
+        Err(ProjectionError::read_model(format!(
             "schema name {name:?} must be lower-case letters, digits and _"
         )))
     }
@@ -121,8 +125,9 @@ impl Leadership for PgLeadership {
                     "SELECT pg_try_advisory_lock(hashtext($1), hashtext($2))",
                     &[&self.namespace, &projection],
                 )
-                .await?;
-            if row.try_get::<_, bool>(0)? {
+                .await
+                .map_err(pg)?;
+            if row.try_get::<_, bool>(0).map_err(pg)? {
                 return Ok(Box::new(lease));
             }
             tokio::time::sleep(self.retry_every).await;
@@ -235,20 +240,20 @@ async fn ensure<'a>(
     }
     match slot {
         Some((c, _)) => Ok((c, !alive)),
-        None => Err(ProjectionError::ReadModel("postgres: no connection".into())),
+        None => Err(ProjectionError::read_model("postgres: no connection")),
     }
 }
 
 /// A checkpoint row (`position, version`).
 fn to_checkpoint(row: &tokio_postgres::Row) -> Result<Checkpoint, ProjectionError> {
-    let position = row.try_get::<_, i64>(0)?;
-    let version = row.try_get::<_, i32>(1)?;
+    let position = row.try_get::<_, i64>(0).map_err(pg)?;
+    let version = row.try_get::<_, i32>(1).map_err(pg)?;
     match (u64::try_from(position), u32::try_from(version)) {
         (Ok(p), Ok(v)) => Ok(Checkpoint {
             position: Position(p),
             version: v,
         }),
-        _ => Err(ProjectionError::ReadModel(format!(
+        _ => Err(ProjectionError::read_model(format!(
             "checkpoint row ({position}, {version}) out of range"
         ))),
     }
@@ -277,20 +282,22 @@ impl<P: PgProjector> PgReadModel<P> {
         };
         let s = model.schema.clone();
         let (client, _) = ensure(&mut model.client, &model.connect).await?;
-        let tx = client.transaction().await?;
+        let tx = client.transaction().await.map_err(pg)?;
         tx.execute(
             "SELECT pg_advisory_xact_lock(hashtext($1))",
             &[&format!("{s}.setup")],
         )
-        .await?;
+        .await
+        .map_err(pg)?;
         tx.batch_execute(&format!(
             "CREATE SCHEMA IF NOT EXISTS {s};
              CREATE TABLE IF NOT EXISTS {s}.annals_checkpoints (
                  name TEXT PRIMARY KEY, position BIGINT NOT NULL, version INT NOT NULL)"
         ))
-        .await?;
+        .await
+        .map_err(pg)?;
         model.projector.setup(&tx).await?;
-        tx.commit().await?;
+        tx.commit().await.map_err(pg)?;
         Ok(model)
     }
 
@@ -320,7 +327,8 @@ impl<P: PgProjector> Projection for PgReadModel<P> {
         let (client, _) = ensure(&mut reader, &self.connect).await?;
         let row = client
             .query_opt(&checkpoint_sql(&self.schema), &[&self.projector.name()])
-            .await?;
+            .await
+            .map_err(pg)?;
         row.as_ref().map(to_checkpoint).transpose()
     }
 
@@ -338,7 +346,8 @@ impl<P: PgProjector> Projection for PgReadModel<P> {
             None => {
                 let row = client
                     .query_opt(&checkpoint_sql(&self.schema), &[&self.projector.name()])
-                    .await?;
+                    .await
+                    .map_err(pg)?;
                 row.as_ref()
                     .map(to_checkpoint)
                     .transpose()?
@@ -361,13 +370,13 @@ impl<P: PgProjector> Projection for PgReadModel<P> {
         let s = self.schema.clone();
         let name = self.projector.name().to_owned();
         let position = i64::try_from(checkpoint.position.0)
-            .map_err(|_| ProjectionError::ReadModel("checkpoint beyond i64".into()))?;
+            .map_err(|_| ProjectionError::read_model("checkpoint beyond i64"))?;
         let version = i32::try_from(checkpoint.version)
-            .map_err(|_| ProjectionError::ReadModel("projection version beyond i32".into()))?;
+            .map_err(|_| ProjectionError::read_model("projection version beyond i32"))?;
         let Some((client, _)) = &mut self.client else {
-            return Err(ProjectionError::ReadModel("postgres: no connection".into()));
+            return Err(ProjectionError::read_model("postgres: no connection"));
         };
-        let tx = client.transaction().await?;
+        let tx = client.transaction().await.map_err(pg)?;
         // The compare-and-set goes first: it locks the checkpoint row, so a second worker
         // waits here and then fails, before any of its handler's writes.
         let moved = match expected {
@@ -380,18 +389,19 @@ impl<P: PgProjector> Projection for PgReadModel<P> {
                     ),
                     &[&name, &position, &version, &at],
                 )
-                .await?
+                .await
+                .map_err(pg)?
             }
-            None => {
-                tx.execute(
+            None => tx
+                .execute(
                     &format!(
                         "INSERT INTO {s}.annals_checkpoints (name, position, version)
                          VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING"
                     ),
                     &[&name, &position, &version],
                 )
-                .await?
-            }
+                .await
+                .map_err(pg)?,
         };
         if moved != 1 {
             drop(tx);
@@ -403,7 +413,7 @@ impl<P: PgProjector> Projection for PgReadModel<P> {
         }
         // If COMMIT's outcome is unknown, read the checkpoint again before the next batch.
         self.known = None;
-        tx.commit().await?;
+        tx.commit().await.map_err(pg)?;
         self.known = Some(Some(checkpoint.position));
         Ok(())
     }
@@ -413,14 +423,15 @@ impl<P: PgProjector> Projection for PgReadModel<P> {
         let name = self.projector.name().to_owned();
         self.known = None;
         let (client, _) = ensure(&mut self.client, &self.connect).await?;
-        let tx = client.transaction().await?;
+        let tx = client.transaction().await.map_err(pg)?;
         tx.execute(
             &format!("DELETE FROM {s}.annals_checkpoints WHERE name = $1"),
             &[&name],
         )
-        .await?;
+        .await
+        .map_err(pg)?;
         self.projector.clear(&tx).await?;
-        tx.commit().await?;
+        tx.commit().await.map_err(pg)?;
         self.known = Some(None);
         Ok(())
     }

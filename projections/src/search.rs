@@ -22,7 +22,7 @@ use crate::error::ProjectionError;
 use crate::projection::{Checkpoint, Projection};
 
 fn tantivy_err(e: impl std::fmt::Display) -> ProjectionError {
-    ProjectionError::ReadModel(format!("search index: {e}"))
+    ProjectionError::read_model(format!("search index: {e}"))
 }
 
 /// What one event does to the index.
