@@ -7,12 +7,13 @@
 //! let line = r#"{"position":1,"stream":"order-1","version":1,
 //!   "id":"0192e9a0-0000-7000-8000-000000000001","event_type":"Placed","schema_version":1,
 //!   "recorded_at_micros":0,"metadata":{"headers":{}},"codec":2,"payload_base64":"e30="}"#;
-//! let event = parse_line(&line.replace('\n', "")).unwrap().unwrap();
-//! assert_eq!(event.version.0, 1);
+//! let event = parse_line(&line.replace('\n', ""))?;
+//! assert_eq!(event.map(|e| e.version.0), Some(1));
 //! assert!(matches!(
 //!     parse_line(&line.replace('\n', "").replace(r#""version":1"#, r#""version":0"#)),
 //!     Err(ImportError::Version { .. })
 //! ));
+//! # Ok::<(), ImportError>(())
 //! ```
 
 use annals::prelude::*;

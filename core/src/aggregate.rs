@@ -66,10 +66,11 @@ use crate::error::Error;
 /// }
 ///
 /// let e = OrderEvent::Placed(Placed { order: "o-1".into(), total: 30 });
-/// let data = e.to_event_data().unwrap();
+/// let data = e.to_event_data()?;
 /// assert_eq!(data.event_type, "Placed");
-/// let back = OrderEvent::decode_payload("Placed", data.codec, &data.payload).unwrap();
+/// let back = OrderEvent::decode_payload("Placed", data.codec, &data.payload)?;
 /// assert_eq!(back, e);
+/// # Ok::<(), Error>(())
 /// ```
 pub trait DomainEvent: Sized + Send + Sync + 'static {
     /// The type name of this event, e.g. `"Deposited"`.

@@ -62,9 +62,10 @@ impl StreamId {
     ///
     /// ```
     /// use annals_core::StreamId;
-    /// let s = StreamId::for_aggregate("account", "a-7").unwrap();
+    /// let s = StreamId::for_aggregate("account", "a-7")?;
     /// assert_eq!(s.aggregate_id("account"), Some("a-7"));
     /// assert_eq!(s.aggregate_id("order"), None);
+    /// # Ok::<(), annals_core::Error>(())
     /// ```
     pub fn aggregate_id(&self, aggregate_type: &str) -> Option<&str> {
         self.as_str()

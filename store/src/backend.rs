@@ -69,26 +69,31 @@ struct LockReleased {
 
 impl Drop for LockReleased {
     fn drop(&mut self) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-        while std::time::Instant::now() < deadline {
-            match lock_state(&self.data_file) {
-                Ok(false) => std::thread::sleep(std::time::Duration::from_millis(1)),
-                // Free, or nothing to wait for.
-                _ => return,
-            }
+        if let Ok(false) = wait_unlocked(&self.data_file, std::time::Duration::from_secs(2)) {
+            tracing::warn!(path = %self.data_file.display(), "sled still holds its lock after close");
         }
-        tracing::warn!(path = %self.data_file.display(), "sled still holds its lock after close");
     }
 }
 
-/// Whether the data file's lock is free (`Ok(true)`), held by someone (`Ok(false)`), or the
-/// file cannot be checked. A probe's own lock goes with its file handle.
-fn lock_state(data_file: &Path) -> std::io::Result<bool> {
-    let file = File::open(data_file)?;
-    match file.try_lock() {
-        Ok(()) => Ok(true),
-        Err(std::fs::TryLockError::WouldBlock) => Ok(false),
-        Err(std::fs::TryLockError::Error(e)) => Err(e),
+/// Waits at most `wait` until no one holds the data file's lock: `Ok(true)` when it is free
+/// (or there is no data file yet), `Ok(false)` when it is still held. A probe's own lock goes
+/// with its file handle.
+fn wait_unlocked(data_file: &Path, wait: std::time::Duration) -> std::io::Result<bool> {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let file = match File::open(data_file) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
+            Err(e) => return Err(e),
+        };
+        match file.try_lock() {
+            Ok(()) => return Ok(true),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(false),
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
     }
 }
 
@@ -98,24 +103,11 @@ impl SledBackend {
         cache_bytes: u64,
         lock_wait: std::time::Duration,
     ) -> Result<Self, Error> {
-        let data_file = dir.join("db");
-        let deadline = std::time::Instant::now() + lock_wait;
-        loop {
-            match lock_state(&data_file) {
-                Ok(false) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(2));
-                }
-                Ok(false) => {
-                    return Err(Error::Locked {
-                        what: dir.display().to_string(),
-                        source: None,
-                    });
-                }
-                // Free, or a new store (no data file yet).
-                Ok(true) => break,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-                Err(e) => return Err(e.into()),
-            }
+        if !wait_unlocked(&dir.join("db"), lock_wait)? {
+            return Err(Error::Locked {
+                what: dir.display().to_string(),
+                source: None,
+            });
         }
         let db = sled::Config::new()
             .path(dir)

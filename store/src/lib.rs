@@ -222,13 +222,7 @@ impl SledStore {
     /// As [`SledStore::open`].
     pub async fn open_async(path: impl AsRef<Path>, config: StoreConfig) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let (done, opened) = tokio::sync::oneshot::channel();
-        std::thread::Builder::new()
-            .name("annals-open".into())
-            .spawn(move || {
-                let _ = done.send(Self::open_with(path, config));
-            })?;
-        opened.await.map_err(|_| annals_core::Error::Closed)?
+        engine::on_own_thread("annals-open", move || Self::open_with(path, config)).await?
     }
 
     /// Opens the store in directory `path` only if one is there: unlike [`SledStore::open`]

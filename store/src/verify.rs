@@ -23,6 +23,7 @@ use std::path::Path;
 use annals_core::{Error, EventId, Position, StreamId, Version};
 
 use crate::backend::{Backend, Flow, MemBackend, MemDisk, SledBackend};
+use crate::engine::{Marker, read_marker};
 use crate::format::{self, AppendMarks, StreamEntry};
 use crate::layout::{self, parse_event_key, parse_id_bucket_key, parse_id_key, parse_stream_key};
 
@@ -169,26 +170,16 @@ pub(crate) fn verify_backend<B: Backend>(backend: &B) -> VerifyReport {
 /// The format the marker names, when this build reads it; a problem otherwise (no marker on
 /// a store with data, or a format it does not know).
 fn check_marker<B: Backend>(backend: &B) -> Result<Option<u8>, String> {
-    match backend.get(layout::FORMAT_KEY) {
-        Ok(Some(v)) => match v.as_ref() {
-            [f] if layout::STORE_FORMATS_READ.contains(f) => Ok(Some(*f)),
-            other => Err(format!(
-                "unknown store format marker {other:?}; this build reads formats {:?}",
-                layout::STORE_FORMATS_READ
-            )),
-        },
-        Ok(None) => {
-            let mut empty = true;
-            let scanned = backend.scan(&[0], &[0xff], false, &mut |_, _| {
-                empty = false;
-                Ok(ControlFlow::Break(()))
-            });
-            match (scanned, empty) {
-                (Err(e), _) => Err(format!("cannot read the store: {e}")),
-                (Ok(()), true) => Err("no store format marker: not an annals store".into()),
-                (Ok(()), false) => Err("store has data but no format marker".into()),
-            }
+    match read_marker(backend) {
+        Ok(Marker::Reads(f)) => Ok(Some(f)),
+        Ok(Marker::Unknown(v)) => Err(format!(
+            "unknown store format marker {v:?}; this build reads formats {:?}",
+            layout::STORE_FORMATS_READ
+        )),
+        Ok(Marker::Missing { empty: true }) => {
+            Err("no store format marker: not an annals store".into())
         }
+        Ok(Marker::Missing { empty: false }) => Err("store has data but no format marker".into()),
         Err(e) => Err(format!("cannot read the store format marker: {e}")),
     }
 }

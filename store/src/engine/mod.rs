@@ -94,38 +94,66 @@ impl<B: Backend> Clone for Engine<B> {
     }
 }
 
-/// Step 1 of opening: the store's format marker must name a format this build reads. An
-/// older one is rewritten to this build's (what it writes from now on needs the new marker,
-/// so that older builds refuse the store instead of misreading it); an empty store gets one.
-fn check_format<B: Backend>(backend: &B) -> Result<()> {
-    let write_marker = match backend.get(layout::FORMAT_KEY)? {
-        Some(v) if v.as_ref() == [layout::STORE_FORMAT] => false,
-        Some(v)
-            if layout::STORE_FORMATS_READ
-                .iter()
-                .any(|f| v.as_ref() == [*f]) =>
-        {
-            true
-        }
-        Some(v) => {
-            return Err(Error::IncompatibleFormat {
-                found: format!("marker {:?}", v.as_ref()),
-                reads: format!("{:?}", layout::STORE_FORMATS_READ),
-            });
-        }
+/// Runs blocking `work` (opening or closing a store) on a thread of its own and waits for it
+/// without blocking the calling task's thread.
+pub(crate) async fn on_own_thread<T: Send + 'static>(
+    name: &str,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T> {
+    let (done, finished) = oneshot::channel();
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            let _ = done.send(work());
+        })?;
+    finished.await.map_err(|_| Error::Closed)
+}
+
+/// What a store's format marker says.
+pub(crate) enum Marker {
+    /// A format this build reads.
+    Reads(u8),
+    /// Bytes that name no format this build reads.
+    Unknown(Vec<u8>),
+    /// No marker, on a key space that is empty or not.
+    Missing {
+        /// Whether the key space holds nothing at all.
+        empty: bool,
+    },
+}
+
+/// Reads the store's format marker: the one reading `open` and `verify` share.
+pub(crate) fn read_marker<B: Backend>(backend: &B) -> Result<Marker> {
+    Ok(match backend.get(layout::FORMAT_KEY)? {
+        Some(v) => match v.as_ref() {
+            [f] if layout::STORE_FORMATS_READ.contains(f) => Marker::Reads(*f),
+            other => Marker::Unknown(other.to_vec()),
+        },
         None => {
             let mut empty = true;
             backend.scan(&[0], &[0xff], false, &mut |_, _| {
                 empty = false;
                 Ok(BREAK)
             })?;
-            if !empty {
-                return Err(Error::IncompatibleFormat {
-                    found: "data but no format marker".into(),
-                    reads: format!("{:?}", layout::STORE_FORMATS_READ),
-                });
-            }
-            true
+            Marker::Missing { empty }
+        }
+    })
+}
+
+/// Step 1 of opening: the store's format marker must name a format this build reads. An
+/// older one is rewritten to this build's (what it writes from now on needs the new marker,
+/// so that older builds refuse the store instead of misreading it); an empty store gets one.
+fn check_format<B: Backend>(backend: &B) -> Result<()> {
+    let incompatible = |found: String| Error::IncompatibleFormat {
+        found,
+        reads: format!("{:?}", layout::STORE_FORMATS_READ),
+    };
+    let write_marker = match read_marker(backend)? {
+        Marker::Reads(f) => f != layout::STORE_FORMAT,
+        Marker::Unknown(v) => return Err(incompatible(format!("marker {v:?}"))),
+        Marker::Missing { empty: true } => true,
+        Marker::Missing { empty: false } => {
+            return Err(incompatible("data but no format marker".into()));
         }
     };
     if write_marker {
@@ -219,44 +247,46 @@ impl<B: Backend> Engine<B> {
         let span = tracing::debug_span!("append", stream = %stream, events = events.len());
         async move {
             self.check_poisoned()?;
-            let tx = self.inner.tx.as_ref().ok_or(Error::Closed)?;
-            let (reply, rx) = oneshot::channel();
-            let req = AppendRequest {
-                stream: stream.clone(),
-                expected,
-                events,
-                reply,
-            };
-            tx.send_async(Msg::Append(req))
-                .await
-                .map_err(|_| Error::Closed)?;
-            rx.await.map_err(|_| Error::Closed)?
+            self.request(|reply| {
+                Msg::Append(AppendRequest {
+                    stream: stream.clone(),
+                    expected,
+                    events,
+                    reply,
+                })
+            })
+            .await
         }
         .instrument(span)
         .await
     }
 
+    /// Queues the message `make` builds around a reply channel, and waits for the reply.
+    async fn request<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T>>) -> Msg) -> Result<T> {
+        let (reply, rx) = oneshot::channel();
+        self.send(make(reply)).await?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Queues `msg` for the writer (waiting only while the queue is full).
+    async fn send(&self, msg: Msg) -> Result<()> {
+        let tx = self.inner.tx.as_ref().ok_or(Error::Closed)?;
+        tx.send_async(msg).await.map_err(|_| Error::Closed)
+    }
+
     /// Writes a key outside the log (a snapshot) with the next group commit.
     pub(crate) async fn put(&self, key: Vec<u8>, value: Vec<u8>) -> Result<()> {
         self.check_poisoned()?;
-        let tx = self.inner.tx.as_ref().ok_or(Error::Closed)?;
-        let (reply, rx) = oneshot::channel();
-        tx.send_async(Msg::Put(key, value, reply))
-            .await
-            .map_err(|_| Error::Closed)?;
-        rx.await.map_err(|_| Error::Closed)?
+        self.request(|reply| Msg::Put(key, value, reply)).await
     }
 
     /// Queues a key outside the log (a snapshot) for the next group commit without waiting
     /// for it; a later `flush` is queued behind it, so it waits for it too.
     pub(crate) async fn put_soon(&self, key: Vec<u8>, value: Vec<u8>) -> Result<()> {
         self.check_poisoned()?;
-        let tx = self.inner.tx.as_ref().ok_or(Error::Closed)?;
         // Nobody waits for the reply: the writer's send to it fails quietly.
         let (reply, _) = oneshot::channel();
-        tx.send_async(Msg::Put(key, value, reply))
-            .await
-            .map_err(|_| Error::Closed)
+        self.send(Msg::Put(key, value, reply)).await
     }
 
     /// Reads a key outside the log.
@@ -285,25 +315,12 @@ impl<B: Backend> Engine<B> {
     /// Drops this handle on a thread of its own and waits for that to finish: when it is the
     /// last handle, dropping it stops the writer and releases the backend.
     pub(crate) async fn close(self) -> Result<()> {
-        let (done, finished) = oneshot::channel();
-        std::thread::Builder::new()
-            .name("annals-close".into())
-            .spawn(move || {
-                drop(self);
-                let _ = done.send(());
-            })?;
-        let _ = finished.await;
-        Ok(())
+        on_own_thread("annals-close", move || drop(self)).await
     }
 
     /// Flushes and syncs now (useful in `Periodic` mode; a no-op cost in `Durable` mode).
     pub(crate) async fn flush(&self) -> Result<()> {
-        let tx = self.inner.tx.as_ref().ok_or(Error::Closed)?;
-        let (reply, rx) = oneshot::channel();
-        tx.send_async(Msg::Flush(reply))
-            .await
-            .map_err(|_| Error::Closed)?;
-        rx.await.map_err(|_| Error::Closed)?
+        self.request(Msg::Flush).await
     }
 
     pub(crate) fn read_stream(
