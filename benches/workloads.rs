@@ -604,7 +604,9 @@ fn report_loads(system: &str, variant: &str, times: &mut [f64]) {
 /// W3: W1's events (10,000 `Opened`, then 100,000 `Deposited` round-robin, one append per
 /// command) replayed in global order into an in-memory fold and into the KV read model.
 async fn w3(args: &Args) {
-    use annals::projections::{KvProjection, KvProjector, KvReadModel, KvWriter, project_until};
+    use annals::projections::{
+        HandlerError, KvProjection, KvProjector, KvReadModel, KvWriter, project_until,
+    };
     use std::collections::HashMap;
 
     let accounts = 10_000usize;
@@ -699,16 +701,15 @@ async fn w3(args: &Args) {
             &self,
             e: &RecordedEvent,
             kv: &mut KvWriter<'_, String, u64>,
-        ) -> Result<(), String> {
-            let event = AccountEvent::decode_payload(&e.event_type, e.codec, &e.payload)
-                .map_err(|e| e.to_string())?;
+        ) -> Result<(), HandlerError> {
+            let event = AccountEvent::decode_payload(&e.event_type, e.codec, &e.payload)?;
             let key = e.stream.to_string();
-            let b = kv.get(&key).map_err(|e| e.to_string())?.unwrap_or(0);
+            let b = kv.get(&key)?.unwrap_or(0);
             let add = match event {
                 AccountEvent::Deposited { amount } => amount,
                 _ => 0,
             };
-            kv.put(&key, &(b + add)).map_err(|e| e.to_string())
+            Ok(kv.put(&key, &(b + add))?)
         }
     }
     let rm_dir = tempfile::tempdir().unwrap();
@@ -923,8 +924,8 @@ fn sled_memory(args: &Args) {
 /// search documents stay bounded while the log grows.
 async fn soak(args: &Args) {
     use annals::projections::{
-        KvProjection, KvProjector, KvReadModel, KvWriter, ProjectionConfig, ProjectionRunner,
-        SearchConfig, SearchProjection,
+        HandlerError, KvProjection, KvProjector, KvReadModel, KvWriter, ProjectionConfig,
+        ProjectionRunner, SearchConfig, SearchProjection,
     };
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -941,12 +942,9 @@ async fn soak(args: &Args) {
             &self,
             e: &RecordedEvent,
             kv: &mut KvWriter<'_, String, u64>,
-        ) -> Result<(), String> {
-            let n = kv
-                .get(&e.event_type)
-                .map_err(|e| e.to_string())?
-                .unwrap_or(0);
-            kv.put(&e.event_type, &(n + 1)).map_err(|e| e.to_string())
+        ) -> Result<(), HandlerError> {
+            let n = kv.get(&e.event_type)?.unwrap_or(0);
+            Ok(kv.put(&e.event_type, &(n + 1))?)
         }
     }
 

@@ -6,7 +6,9 @@ use annals::RecordedEvent;
 use annals::prelude::*;
 use annals::projections::tantivy::TantivyDocument;
 use annals::projections::tantivy::schema::{FAST, INDEXED, STORED, STRING, Schema, TEXT, Value};
-use annals::projections::{CurrentDoc, KvProjector, KvWriter, SearchOp, SearchProjector};
+use annals::projections::{
+    CurrentDoc, HandlerError, KvProjector, KvWriter, SearchOp, SearchProjector,
+};
 use serde::{Deserialize, Serialize};
 
 /// What happened to a ticket. Stored with bincode, one event type per variant.
@@ -314,7 +316,11 @@ impl SearchProjector for TicketSearch {
     fn default_fields(&self) -> Vec<String> {
         vec!["title".into(), "body".into()]
     }
-    fn map(&self, event: &RecordedEvent, current: CurrentDoc<'_>) -> Result<Vec<SearchOp>, String> {
+    fn map(
+        &self,
+        event: &RecordedEvent,
+        current: CurrentDoc<'_>,
+    ) -> Result<Vec<SearchOp>, HandlerError> {
         let Some((id, e)) = decode(event)? else {
             return Ok(vec![]);
         };
@@ -374,11 +380,11 @@ impl KvProjector for TicketList {
         &self,
         event: &RecordedEvent,
         kv: &mut KvWriter<'_, String, TicketRow>,
-    ) -> Result<(), String> {
+    ) -> Result<(), HandlerError> {
         let Some((id, e)) = decode(event)? else {
             return Ok(());
         };
-        let mut row = kv.get(&id).map_err(|e| e.to_string())?.unwrap_or_default();
+        let mut row = kv.get(&id)?.unwrap_or_default();
         match e {
             TicketEvent::Opened {
                 title, priority, ..
@@ -397,7 +403,7 @@ impl KvProjector for TicketList {
             TicketEvent::Closed { .. } => row.status = "closed".into(),
             TicketEvent::Reopened => row.status = "open".into(),
         }
-        kv.put(&id, &row).map_err(|e| e.to_string())
+        Ok(kv.put(&id, &row)?)
     }
 }
 

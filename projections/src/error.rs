@@ -14,14 +14,19 @@ pub enum ProjectionError {
     Handler {
         /// The event that failed, when known.
         position: Option<Position>,
-        /// The handler's message.
+        /// The handler's message (its error's `Display`).
         message: String,
+        /// The handler's error, when it returned one.
+        #[source]
+        source: Option<annals_core::Source>,
     },
     /// The read model's storage failed (retried like a handler failure).
     #[error("read model storage: {message}")]
     ReadModel {
         /// What failed.
         message: String,
+        /// The SQLSTATE of a PostgreSQL error (`"40001"` for a serialization failure, ...).
+        code: Option<String>,
         /// The storage engine's error (sled, tantivy, PostgreSQL), when there is one.
         #[source]
         source: Option<annals_core::Source>,
@@ -97,12 +102,35 @@ pub enum ProjectionError {
     NotLeader(String),
 }
 
+/// What a projection handler returns when it fails: any error (`?` converts one), or a
+/// message (`Err("no such account".into())`). The runtime keeps it as the
+/// [`ProjectionError::Handler`]'s source, retries, then parks or stops by policy.
+pub type HandlerError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 impl ProjectionError {
-    /// A handler error at `position`.
+    /// A handler error at `position` with a message and no cause.
     pub fn handler(position: Position, message: impl Into<String>) -> Self {
         ProjectionError::Handler {
             position: Some(position),
             message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A handler error at `position` caused by `error`.
+    pub fn handler_caused(position: Position, error: HandlerError) -> Self {
+        ProjectionError::Handler {
+            position: Some(position),
+            message: error.to_string(),
+            source: Some(std::sync::Arc::from(error)),
+        }
+    }
+
+    /// The SQLSTATE code of a PostgreSQL read-model error.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ProjectionError::ReadModel { code, .. } => code.as_deref(),
+            _ => None,
         }
     }
 }
@@ -112,6 +140,7 @@ impl ProjectionError {
     pub fn read_model(message: impl Into<String>) -> Self {
         ProjectionError::ReadModel {
             message: message.into(),
+            code: None,
             source: None,
         }
     }
@@ -123,6 +152,7 @@ impl ProjectionError {
     ) -> Self {
         ProjectionError::ReadModel {
             message: message.into(),
+            code: None,
             source: Some(std::sync::Arc::new(source)),
         }
     }

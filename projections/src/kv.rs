@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::error::{ProjectionError, sled_err};
+use crate::error::{HandlerError, ProjectionError, sled_err};
 use crate::projection::{Checkpoint, Projection};
 
 const DATA: u8 = b'd';
@@ -237,12 +237,13 @@ pub trait KvProjector: Send + Sync + 'static {
     /// Applies one event.
     ///
     /// # Errors
-    /// Any message; the runtime retries, then parks or stops.
+    /// Any error (or a message: `Err("...".into())`); the runtime retries, then parks or
+    /// stops by policy.
     fn apply(
         &self,
         event: &RecordedEvent,
         kv: &mut KvWriter<'_, Self::Key, Self::Value>,
-    ) -> Result<(), String>;
+    ) -> Result<(), HandlerError>;
 }
 
 /// A [`Projection`] writing a [`KvReadModel`] through a [`KvProjector`].
@@ -289,7 +290,7 @@ impl<P: KvProjector> Projection for KvProjection<P> {
         for e in events {
             self.projector
                 .apply(e, &mut writer)
-                .map_err(|m| ProjectionError::handler(e.position, m))?;
+                .map_err(|err| ProjectionError::handler_caused(e.position, err))?;
         }
         let pending = writer.pending;
         self.model.commit(pending, checkpoint)

@@ -36,10 +36,10 @@
 //!     type Key = String;
 //!     type Value = u64;
 //!     fn name(&self) -> &str { "counts" }
-//!     fn apply(&self, e: &RecordedEvent, kv: &mut KvWriter<'_, String, u64>) -> Result<(), String> {
+//!     fn apply(&self, e: &RecordedEvent, kv: &mut KvWriter<'_, String, u64>) -> Result<(), HandlerError> {
 //!         let key = e.stream.to_string();
-//!         let n = kv.get(&key).map_err(|e| e.to_string())?.unwrap_or(0);
-//!         kv.put(&key, &(n + 1)).map_err(|e| e.to_string())
+//!         let n = kv.get(&key)?.unwrap_or(0);
+//!         Ok(kv.put(&key, &(n + 1))?)
 //!     }
 //! }
 //!
@@ -69,7 +69,7 @@ mod projection;
 mod runner;
 mod search;
 
-pub use error::ProjectionError;
+pub use error::{HandlerError, ProjectionError};
 /// The sled this crate is built with: [`ProjectionRunner::new`] and [`KvReadModel::open`]
 /// take a `sled::Db`, and with this re-export no application needs its own (exactly
 /// matching) sled dependency.

@@ -20,25 +20,37 @@ use async_trait::async_trait;
 use tokio::task::JoinHandle;
 use tokio_postgres::{Client, NoTls, Transaction};
 
-use crate::error::ProjectionError;
+use crate::error::{HandlerError, ProjectionError};
 use crate::leader::{Leadership, Lease};
 use crate::projection::{Checkpoint, Projection};
 
-/// A driver error as a read-model error (the SQLSTATE code kept in the message, the driver's
-/// error as the source; the driver's type stays out of the public API: no `From` impl).
+/// A driver error as a read-model error (the SQLSTATE as `code`, the driver's error as the
+/// source; the driver's type stays out of the public API: no `From` impl).
 pub(crate) fn pg(e: tokio_postgres::Error) -> ProjectionError {
-    let message = match e.as_db_error() {
-        Some(db) => format!("postgres: {} ({})", db.message(), db.code().code()),
-        None => format!("postgres: {e}"),
+    let (message, code) = match e.as_db_error() {
+        Some(db) => (
+            format!("postgres: {} ({})", db.message(), db.code().code()),
+            Some(db.code().code().to_owned()),
+        ),
+        None => (format!("postgres: {e}"), None),
     };
-    ProjectionError::read_model_caused(message, e)
+    ProjectionError::ReadModel {
+        message,
+        code,
+        source: Some(std::sync::Arc::new(e)),
+    }
 }
 
-/// Kept while `PgProjector::apply` returns `ProjectionError`, so that a projector's SQL can use
-/// `?` (it goes once handlers return a boxed error).
-impl From<tokio_postgres::Error> for ProjectionError {
-    fn from(e: tokio_postgres::Error) -> Self {
-        pg(e)
+/// A projector's error from `setup` or `clear` as a read-model error (a driver error keeps
+/// its SQLSTATE).
+fn projector_err(what: &str, e: HandlerError) -> ProjectionError {
+    match e.downcast::<tokio_postgres::Error>() {
+        Ok(driver) => pg(*driver),
+        Err(other) => ProjectionError::ReadModel {
+            message: format!("{what}: {other}"),
+            code: None,
+            source: Some(std::sync::Arc::from(other)),
+        },
     }
 }
 
@@ -179,26 +191,21 @@ pub trait PgProjector: Send + Sync + 'static {
 
     /// Creates the read model's tables if they are missing (runs on open, serialized between
     /// processes).
-    fn setup(
-        &self,
-        tx: &Transaction<'_>,
-    ) -> impl Future<Output = Result<(), ProjectionError>> + Send;
+    fn setup(&self, tx: &Transaction<'_>) -> impl Future<Output = Result<(), HandlerError>> + Send;
 
     /// Applies one event.
     ///
     /// # Errors
-    /// [`ProjectionError::Handler`] (or a driver error through `?`): the batch rolls back.
+    /// Any error (a driver error through `?`, or a message): the batch rolls back and the
+    /// runtime retries, then parks or stops by policy.
     fn apply(
         &self,
         tx: &Transaction<'_>,
         event: &RecordedEvent,
-    ) -> impl Future<Output = Result<(), ProjectionError>> + Send;
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
 
     /// Deletes every row of the read model (for rebuilds).
-    fn clear(
-        &self,
-        tx: &Transaction<'_>,
-    ) -> impl Future<Output = Result<(), ProjectionError>> + Send;
+    fn clear(&self, tx: &Transaction<'_>) -> impl Future<Output = Result<(), HandlerError>> + Send;
 }
 
 /// A read model in PostgreSQL: batches and their checkpoint in one transaction, the
@@ -296,7 +303,11 @@ impl<P: PgProjector> PgReadModel<P> {
         ))
         .await
         .map_err(pg)?;
-        model.projector.setup(&tx).await?;
+        model
+            .projector
+            .setup(&tx)
+            .await
+            .map_err(|e| projector_err("setup", e))?;
         tx.commit().await.map_err(pg)?;
         Ok(model)
     }
@@ -409,7 +420,10 @@ impl<P: PgProjector> Projection for PgReadModel<P> {
             return Err(fenced(expected));
         }
         for e in events {
-            self.projector.apply(&tx, e).await?;
+            self.projector
+                .apply(&tx, e)
+                .await
+                .map_err(|err| ProjectionError::handler_caused(e.position, err))?;
         }
         // If COMMIT's outcome is unknown, read the checkpoint again before the next batch.
         self.known = None;
@@ -430,7 +444,10 @@ impl<P: PgProjector> Projection for PgReadModel<P> {
         )
         .await
         .map_err(pg)?;
-        self.projector.clear(&tx).await?;
+        self.projector
+            .clear(&tx)
+            .await
+            .map_err(|e| projector_err("clear", e))?;
         tx.commit().await.map_err(pg)?;
         self.known = Some(None);
         Ok(())

@@ -18,7 +18,7 @@ use tantivy::schema::{Field, IndexRecordOption, Schema, Value};
 use tantivy::snippet::SnippetGenerator;
 use tantivy::{Document, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
-use crate::error::ProjectionError;
+use crate::error::{HandlerError, ProjectionError};
 use crate::projection::{Checkpoint, Projection};
 
 fn tantivy_err(e: impl std::fmt::Display) -> ProjectionError {
@@ -64,8 +64,13 @@ pub trait SearchProjector: Send + Sync + 'static {
     /// What `event` does to the index; `current` returns a document as it stands now.
     ///
     /// # Errors
-    /// Any message; the runtime retries, then parks or stops.
-    fn map(&self, event: &RecordedEvent, current: CurrentDoc<'_>) -> Result<Vec<SearchOp>, String>;
+    /// Any error (or a message: `Err("...".into())`); the runtime retries, then parks or
+    /// stops by policy.
+    fn map(
+        &self,
+        event: &RecordedEvent,
+        current: CurrentDoc<'_>,
+    ) -> Result<Vec<SearchOp>, HandlerError>;
 }
 
 /// Options of the search read model.
@@ -597,7 +602,7 @@ impl<P: SearchProjector> Projection for SearchProjection<P> {
                 let ops = self
                     .projector
                     .map(e, &current)
-                    .map_err(|m| ProjectionError::handler(e.position, m));
+                    .map_err(|err| ProjectionError::handler_caused(e.position, err));
                 if let Some(e) = failed.into_inner() {
                     return Err(e);
                 }

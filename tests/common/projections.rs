@@ -41,16 +41,15 @@ impl KvProjector for PerStream {
         &self,
         e: &RecordedEvent,
         kv: &mut KvWriter<'_, String, (u64, u64, u64)>,
-    ) -> Result<(), String> {
+    ) -> Result<(), HandlerError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         if e.event_type == "Poison" && self.poison.load(Ordering::SeqCst) {
-            return Err(format!("cannot handle poison at {}", e.position));
+            return Err(format!("cannot handle poison at {}", e.position).into());
         }
         let n: u64 = e.decode().unwrap_or(0);
         let key = e.stream.to_string();
-        let (count, _, sum) = kv.get(&key).map_err(|e| e.to_string())?.unwrap_or_default();
-        kv.put(&key, &(count + 1, e.version.0, sum + n))
-            .map_err(|e| e.to_string())
+        let (count, _, sum) = kv.get(&key)?.unwrap_or_default();
+        Ok(kv.put(&key, &(count + 1, e.version.0, sum + n))?)
     }
 }
 

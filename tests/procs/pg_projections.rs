@@ -40,7 +40,7 @@ impl PgProjector for Seen {
         "seen"
     }
 
-    async fn setup(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError> {
+    async fn setup(&self, tx: &Transaction<'_>) -> Result<(), HandlerError> {
         tx.batch_execute(&format!(
             "CREATE TABLE IF NOT EXISTS {}.seen (seq BIGSERIAL PRIMARY KEY, position BIGINT NOT NULL,
                stream TEXT NOT NULL, version BIGINT NOT NULL, pid INT NOT NULL)",
@@ -50,7 +50,7 @@ impl PgProjector for Seen {
         Ok(())
     }
 
-    async fn apply(&self, tx: &Transaction<'_>, e: &RecordedEvent) -> Result<(), ProjectionError> {
+    async fn apply(&self, tx: &Transaction<'_>, e: &RecordedEvent) -> Result<(), HandlerError> {
         tx.execute(
             &format!(
                 "INSERT INTO {}.seen (position, stream, version, pid) VALUES ($1, $2, $3, $4)",
@@ -67,7 +67,7 @@ impl PgProjector for Seen {
         Ok(())
     }
 
-    async fn clear(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError> {
+    async fn clear(&self, tx: &Transaction<'_>) -> Result<(), HandlerError> {
         tx.batch_execute(&format!("DELETE FROM {}.seen", self.schema))
             .await?;
         Ok(())
