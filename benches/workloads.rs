@@ -359,18 +359,16 @@ async fn sled_floor(c: usize, b: usize, per_task: usize) -> f64 {
 
 fn record(stream: &StreamId, t: usize, i: usize) -> Vec<u8> {
     let e = event(t, i);
-    let r = RecordedEvent {
-        position: Position(i as u64 + 1),
-        stream: stream.clone(),
-        version: Version(i as u64 + 1),
-        id: e.id,
-        event_type: e.event_type,
-        schema_version: 1,
-        recorded_at: Timestamp::now(),
-        metadata: e.metadata,
-        codec: e.codec,
-        payload: e.payload,
-    };
+    let r = RecordedEvent::new(
+        Position(i as u64 + 1),
+        stream.clone(),
+        Version(i as u64 + 1),
+        Timestamp::now(),
+        EventData::from_bytes(e.event_type, e.codec, e.payload)
+            .with_id(e.id)
+            .with_schema_version(1)
+            .with_metadata(e.metadata),
+    );
     let mut out = Vec::new();
     format::encode_record(&r, format::AppendMarks::of(0, 1), &mut out);
     out
@@ -571,13 +569,13 @@ async fn w2_on<S: EventStore + SnapshotStore>(store: S, system: &str) {
     report_loads(system, "no-snapshot", &mut times);
     // The snapshot an every-100 policy leaves: at version 10,000, 50 events behind.
     let (at, v) = repo.load_at("w2", Version(10_000)).await.unwrap();
-    let snapshot = annals::Snapshot {
-        version: v,
-        schema_version: 1,
-        codec: CodecId::BINCODE,
-        payload: CodecId::BINCODE.encode("account", &at).unwrap(),
-        taken_at: Timestamp::now(),
-    };
+    let snapshot = annals::Snapshot::new(
+        v,
+        1,
+        CodecId::BINCODE,
+        CodecId::BINCODE.encode("account", &at).unwrap(),
+        Timestamp::now(),
+    );
     store.save_snapshot(&stream, snapshot).await.unwrap();
     let repo = repo.snapshot_every(100);
     let mut times = Vec::new();
@@ -765,11 +763,9 @@ async fn w4(args: &Args) {
             t.await.unwrap();
         }
     }
-    let config = SearchConfig {
-        commit_every_events: 20_000,
-        commit_every: Duration::from_secs(5),
-        ..SearchConfig::default()
-    };
+    let config = SearchConfig::default()
+        .commit_every_events(20_000)
+        .commit_every(Duration::from_secs(5));
     let mut projection = SearchProjection::open(
         tickets::TicketSearch::default(),
         dir.path().join("search"),
@@ -798,11 +794,9 @@ async fn w4(args: &Args) {
     let rate = 500u64;
     let count = 2_000u64;
     let db = sled::Config::new().temporary(true).open().unwrap();
-    let config = SearchConfig {
-        commit_every_events: 10_000,
-        commit_every: Duration::from_millis(50),
-        ..SearchConfig::default()
-    };
+    let config = SearchConfig::default()
+        .commit_every_events(10_000)
+        .commit_every(Duration::from_millis(50));
     let projection = SearchProjection::open(
         tickets::TicketSearch::default(),
         dir.path().join("search"),

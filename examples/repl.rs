@@ -60,10 +60,7 @@ impl App {
         let store = SledStore::open(data.join("store")).map_err(|e| err(&e))?;
         let db = sled::open(data.join("read-models")).map_err(|e| err(&e))?;
         let list = KvReadModel::open(&db, "ticket-list").map_err(|e| err(&e))?;
-        let config = SearchConfig {
-            commit_every: Duration::from_millis(20),
-            ..SearchConfig::default()
-        };
+        let config = SearchConfig::default().commit_every(Duration::from_millis(20));
         let search = SearchProjection::open(TicketSearch::default(), data.join("search"), config)
             .map_err(|e| err(&e))?;
         let index = search.index();

@@ -37,6 +37,7 @@ pub enum RepositoryError<E> {
 /// # let _ = ctx;
 /// ```
 #[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct CommandContext {
     /// The command's id. Executing a command with an id already executed returns the first
     /// result and appends nothing. It is also the default correlation and causation id.
@@ -83,6 +84,7 @@ pub fn event_id_for(command_id: Uuid, index: usize) -> EventId {
 
 /// The outcome of [`Repository::execute`].
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Executed<E> {
     /// The events the command caused (empty when it caused none).
     pub events: Vec<E>,
@@ -99,6 +101,7 @@ pub struct Executed<E> {
 
 /// One event of an aggregate's history.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct HistoryEntry<E> {
     /// Version in the stream.
     pub version: Version,
@@ -628,12 +631,7 @@ where
         let (Some(a), Some(b)) = (mine.first(), mine.last()) else {
             return Ok(None);
         };
-        let append = AppendResult {
-            first_version: a.version,
-            last_version: b.version,
-            first_position: a.position,
-            last_position: b.position,
-        };
+        let append = AppendResult::new(a.version, b.version, a.position, b.position);
         Ok(Some(Executed {
             events,
             append: Some(append),
@@ -657,13 +655,13 @@ where
                 return;
             }
         };
-        let snapshot = Snapshot {
-            version: to,
-            schema_version: A::SNAPSHOT_VERSION,
-            codec: CodecId::BINCODE,
+        let snapshot = Snapshot::new(
+            to,
+            A::SNAPSHOT_VERSION,
+            CodecId::BINCODE,
             payload,
-            taken_at: Timestamp::now(),
-        };
+            Timestamp::now(),
+        );
         // Off the command's path: queued for the store's next write, not waited for.
         if let Err(e) = self.store.queue_snapshot(stream, snapshot).await {
             tracing::warn!(%stream, error = %e, "cannot save snapshot");
@@ -678,13 +676,13 @@ where
         let stream = self.stream_id(id)?;
         let (state, version) = self.load_stream(&stream).await?;
         let payload = CodecId::BINCODE.encode(A::TYPE, &state)?;
-        let snapshot = Snapshot {
+        let snapshot = Snapshot::new(
             version,
-            schema_version: A::SNAPSHOT_VERSION,
-            codec: CodecId::BINCODE,
+            A::SNAPSHOT_VERSION,
+            CodecId::BINCODE,
             payload,
-            taken_at: Timestamp::now(),
-        };
+            Timestamp::now(),
+        );
         self.store.save_snapshot(&stream, snapshot).await?;
         Ok(version)
     }

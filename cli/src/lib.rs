@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 /// One exported event: a line of `annals export`.
 #[derive(Serialize, Deserialize, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct Line {
     /// Its position in the exporting store.
     pub position: u64,
@@ -95,6 +96,7 @@ pub enum ImportError {
 
 /// One event to import: its stream, the version it had, and its data.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct ImportEvent {
     /// The stream it goes to.
     pub stream: StreamId,
@@ -123,14 +125,10 @@ pub fn parse_line(line: &str) -> Result<Option<ImportEvent>, ImportError> {
     Ok(Some(ImportEvent {
         stream,
         version: Version(l.version),
-        data: EventData {
-            id: EventId::from_uuid(l.id),
-            event_type: l.event_type,
-            schema_version: l.schema_version,
-            codec: CodecId(l.codec),
-            metadata: l.metadata,
-            payload,
-        },
+        data: EventData::from_bytes(l.event_type, CodecId(l.codec), payload)
+            .with_id(EventId::from_uuid(l.id))
+            .with_schema_version(l.schema_version)
+            .with_metadata(l.metadata),
     }))
 }
 

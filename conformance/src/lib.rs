@@ -77,6 +77,7 @@ macro_rules! conformance_tests {
                 long_streams_of_many_appends,
                 ids_of_every_kind,
                 partial_reappends_are_duplicates,
+                subscription_is_a_stream,
             );
         }
     };
@@ -626,6 +627,46 @@ pub async fn subscription_catch_up_then_live<H: Harness>(mut h: H) {
     assert_eq!(e.position, r.first_position);
 }
 
+/// A subscription polled as a `futures_core::Stream` delivers the same events in the same
+/// order, and a read cancelled while it waits (a timeout around `next`) loses nothing.
+pub async fn subscription_is_a_stream<H: Harness>(mut h: H) {
+    use futures_core::Stream;
+    use std::pin::Pin;
+    let s = h.fresh().await;
+    s.append(&sid("st-1"), ExpectedVersion::Any, events("E", 3))
+        .await
+        .unwrap();
+    let mut sub = s.subscribe_all(Position::NONE);
+    let mut polled = Vec::new();
+    for _ in 0..3 {
+        let e = std::future::poll_fn(|cx| Pin::new(&mut sub).poll_next(cx)).await;
+        polled.push(e.unwrap().unwrap());
+    }
+    assert_eq!(polled, all(&s).await);
+    // Cancel waits several times, then append: the event arrives once.
+    for _ in 0..3 {
+        assert!(
+            tokio::time::timeout(Duration::from_millis(20), sub.next())
+                .await
+                .is_err()
+        );
+    }
+    let r = s
+        .append(&sid("st-2"), ExpectedVersion::Any, events("L", 2))
+        .await
+        .unwrap();
+    let batch = tokio::time::timeout(Duration::from_secs(10), sub.next_batch(10))
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        batch.iter().map(|e| e.position).collect::<Vec<_>>(),
+        vec![r.first_position, r.last_position]
+    );
+    assert_eq!(sub.position(), r.last_position.next());
+}
+
 /// Same ids again → the original result, nothing stored twice; reused ids otherwise → error.
 pub async fn idempotent_append<H: Harness>(mut h: H) {
     let s = h.fresh().await;
@@ -1091,12 +1132,14 @@ pub async fn snapshots_replace_and_persist<H: Harness>(mut h: H) {
     let s = h.fresh().await;
     let a = sid("snap-1");
     assert!(s.load_snapshot(&a).await.unwrap().is_none());
-    let snap = |v: u64| Snapshot {
-        version: Version(v),
-        schema_version: 1,
-        codec: annals_core::CodecId::BINCODE,
-        payload: vec![v as u8; 10],
-        taken_at: Timestamp(v as i64),
+    let snap = |v: u64| {
+        Snapshot::new(
+            Version(v),
+            1,
+            annals_core::CodecId::BINCODE,
+            vec![v as u8; 10],
+            Timestamp(v as i64),
+        )
     };
     s.save_snapshot(&a, snap(10)).await.unwrap();
     s.save_snapshot(&a, snap(20)).await.unwrap();

@@ -71,6 +71,7 @@ impl fmt::Debug for Timestamp {
 /// # Ok::<(), annals_core::Error>(())
 /// ```
 #[derive(Clone, PartialEq, Eq, Debug)]
+#[non_exhaustive]
 pub struct EventData {
     /// The event's unique id (a fresh UUID v7 unless set). Appending an event whose id is
     /// already stored in an identical append is a no-op that returns the original result.
@@ -157,6 +158,7 @@ impl EventData {
 
 /// One stored event as it is delivered: the envelope (position, stream, version, id, type, schema version, time, metadata, codec, payload).
 #[derive(Clone, PartialEq, Eq, Debug)]
+#[non_exhaustive]
 pub struct RecordedEvent {
     /// Place in the global log.
     pub position: Position,
@@ -181,12 +183,44 @@ pub struct RecordedEvent {
 }
 
 impl RecordedEvent {
+    /// The stored form of `data`: at `position` in the global log, `version` in `stream`,
+    /// committed at `recorded_at` (what a store builds when it appends or reads an event).
+    pub fn new(
+        position: Position,
+        stream: StreamId,
+        version: Version,
+        recorded_at: Timestamp,
+        data: EventData,
+    ) -> Self {
+        Self {
+            position,
+            stream,
+            version,
+            id: data.id,
+            event_type: data.event_type,
+            schema_version: data.schema_version,
+            recorded_at,
+            metadata: data.metadata,
+            codec: data.codec,
+            payload: data.payload,
+        }
+    }
+
     /// Decodes the payload with the codec it was stored with.
     ///
     /// # Errors
     /// [`Error::Codec`] when the bytes do not decode into `T`.
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, Error> {
         self.codec.decode(&self.event_type, &self.payload)
+    }
+
+    /// The event as data to append again (to another store, or as an idempotent retry):
+    /// everything but what the store assigned.
+    pub fn to_data(&self) -> EventData {
+        EventData::from_bytes(self.event_type.clone(), self.codec, self.payload.clone())
+            .with_id(self.id)
+            .with_schema_version(self.schema_version)
+            .with_metadata(self.metadata.clone())
     }
 
     /// True when this stored event has the same content as `data` (id, type, schema version,

@@ -11,6 +11,7 @@ use uuid::Uuid;
 /// names the command or event that directly caused this one; `headers` hold anything else
 /// (user id, tenant, trace ids), ordered by key so that equal metadata encodes to equal bytes.
 #[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Metadata {
     /// The id shared by every message that stems from one original request.
     pub correlation_id: Option<Uuid>,
@@ -35,6 +36,24 @@ impl Metadata {
     /// Sets the causation id.
     pub fn with_causation_id(mut self, id: Uuid) -> Self {
         self.causation_id = Some(id);
+        self
+    }
+
+    /// Sets or clears the correlation id.
+    pub fn correlated(mut self, id: Option<Uuid>) -> Self {
+        self.correlation_id = id;
+        self
+    }
+
+    /// Sets or clears the causation id.
+    pub fn caused_by(mut self, id: Option<Uuid>) -> Self {
+        self.causation_id = id;
+        self
+    }
+
+    /// Replaces the headers.
+    pub fn with_headers(mut self, headers: BTreeMap<String, String>) -> Self {
+        self.headers = headers;
         self
     }
 

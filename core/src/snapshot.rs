@@ -9,6 +9,7 @@ use crate::ids::{StreamId, Version};
 
 /// One stored snapshot of a stream's aggregate.
 #[derive(Clone, PartialEq, Eq, Debug)]
+#[non_exhaustive]
 pub struct Snapshot {
     /// The stream version the state includes (every event up to and including it).
     pub version: Version,
@@ -20,6 +21,26 @@ pub struct Snapshot {
     pub payload: Vec<u8>,
     /// When it was taken.
     pub taken_at: Timestamp,
+}
+
+impl Snapshot {
+    /// A snapshot of the state encoded in `payload` (with `codec`, at the aggregate's state
+    /// `schema_version`) that includes every event up to `version`, taken at `taken_at`.
+    pub fn new(
+        version: Version,
+        schema_version: u32,
+        codec: CodecId,
+        payload: Vec<u8>,
+        taken_at: Timestamp,
+    ) -> Self {
+        Self {
+            version,
+            schema_version,
+            codec,
+            payload,
+            taken_at,
+        }
+    }
 }
 
 /// Where snapshots live: one (the latest) per stream. Snapshots are a cache: losing one only

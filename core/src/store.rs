@@ -24,6 +24,7 @@ pub enum Direction {
 /// An inclusive range of stream versions, e.g. `VersionRange::from(3..=7)`, `(3..).into()`
 /// or `(..).into()` for the whole stream.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[non_exhaustive]
 pub struct VersionRange {
     /// The lowest version included.
     pub start: Version,
@@ -69,6 +70,7 @@ impl From<RangeFull> for VersionRange {
 
 /// What an append stored (or, for an idempotent re-append, had stored the first time).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[non_exhaustive]
 pub struct AppendResult {
     /// The version of the first event appended.
     pub first_version: Version,
@@ -81,10 +83,29 @@ pub struct AppendResult {
     pub last_position: Position,
 }
 
+impl AppendResult {
+    /// The result of an append of versions `first_version..=last_version` at positions
+    /// `first_position..=last_position`.
+    pub fn new(
+        first_version: Version,
+        last_version: Version,
+        first_position: Position,
+        last_position: Position,
+    ) -> Self {
+        Self {
+            first_version,
+            last_version,
+            first_position,
+            last_position,
+        }
+    }
+}
+
 /// Where a stored event sits in the append that stored it. Stores keep these two bits per
 /// event so that an idempotent re-append can be told from a re-append of part of one: only
 /// a whole original append returns the original result.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[non_exhaustive]
 pub struct AppendMarks {
     /// The first event of its append.
     pub first: bool,
@@ -93,6 +114,11 @@ pub struct AppendMarks {
 }
 
 impl AppendMarks {
+    /// Marks as stored: `first` and `last` of their append.
+    pub fn new(first: bool, last: bool) -> Self {
+        Self { first, last }
+    }
+
     /// The marks of the `i`-th (from 0) of `n` events of one append.
     pub fn of(i: usize, n: usize) -> Self {
         Self {

@@ -1,6 +1,11 @@
 //! Subscriptions to the global log and the [`Filter`] they (and filtered reads) apply.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_core::Stream;
 
 use tokio::sync::watch;
 
@@ -12,6 +17,7 @@ use crate::store::EventStore;
 /// Selects events by stream-name prefix and/or event type. The default filter matches
 /// everything.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Filter {
     /// Only events of streams whose name starts with this.
     pub stream_prefix: Option<String>,
@@ -38,6 +44,21 @@ impl Filter {
             stream_prefix: None,
             event_types: Some(types.into_iter().map(Into::into).collect()),
         }
+    }
+
+    /// Every event (the default).
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// Keeps only events of the given types, beside the stream prefix.
+    pub fn and_event_types<I, S>(mut self, types: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.event_types = Some(types.into_iter().map(Into::into).collect());
+        self
     }
 
     /// Adds a stream prefix to this filter.
@@ -83,23 +104,46 @@ const PAGE: usize = 512;
 /// # Ok(()) }
 /// ```
 pub struct Subscription<S> {
-    store: S,
+    reader: Reader<S>,
     next: Position,
     filter: Filter,
     buffer: VecDeque<RecordedEvent>,
+}
+
+/// Where a subscription reads: the store, the next position and the head it watches. A read
+/// in flight owns it (so the subscription can be polled as a [`Stream`]) and gives it back.
+struct Cursor<S> {
+    store: S,
+    next: Position,
     head: watch::Receiver<Position>,
 }
+
+/// One page read from storage (`None`: the store is gone), and the cursor back.
+type Page<S> = (Cursor<S>, Result<Option<Vec<RecordedEvent>>>);
+
+/// The subscription's reading state.
+enum Reader<S> {
+    /// No read in flight.
+    Idle(Cursor<S>),
+    /// A read in flight (kept across polls, so a cancelled `next` loses nothing).
+    Reading(Pin<Box<dyn Future<Output = Page<S>> + Send>>),
+    /// Only while switching between the two.
+    Switching,
+}
+
+// The subscription never pins its fields: a read in flight is boxed.
+impl<S> Unpin for Subscription<S> {}
 
 impl<S: EventStore> Subscription<S> {
     /// A subscription delivering events from `from` (inclusive) that pass `filter`.
     pub fn new(store: S, from: Position, filter: Filter) -> Self {
         let head = store.watch_head();
+        let next = from.max(Position::FIRST);
         Self {
-            store,
-            next: from.max(Position::FIRST),
+            reader: Reader::Idle(Cursor { store, next, head }),
+            next,
             filter,
             buffer: VecDeque::new(),
-            head,
         }
     }
 
@@ -112,33 +156,29 @@ impl<S: EventStore> Subscription<S> {
     /// Waits for the next event. Returns `None` only when the store has shut down.
     ///
     /// An error (for example [`Error::Corrupt`]) is returned as `Some(Err(..))`; calling
-    /// `next` again retries the same position: events are never skipped silently.
+    /// `next` again retries the same position: events are never skipped silently. The same
+    /// as polling the subscription as a [`Stream`].
     pub async fn next(&mut self) -> Option<Result<RecordedEvent>> {
-        loop {
-            if let Some(event) = self.buffer.pop_front() {
-                return Some(Ok(event));
-            }
-            match self.fill().await {
-                Ok(true) => {}
-                Ok(false) => return None,
-                Err(e) => return Some(Err(e)),
-            }
-        }
+        std::future::poll_fn(|cx| self.poll_event(cx)).await
     }
 
     /// Waits until at least one event is available, then returns up to `max` of them
     /// (`max` of 0 is taken as 1). `None` when the store has shut down.
     pub async fn next_batch(&mut self, max: usize) -> Option<Result<Vec<RecordedEvent>>> {
         let max = max.max(1);
-        while self.buffer.is_empty() {
-            match self.fill().await {
-                Ok(true) => {}
-                Ok(false) => return None,
-                Err(e) => return Some(Err(e)),
+        std::future::poll_fn(|cx| {
+            while self.buffer.is_empty() {
+                match self.poll_fill(cx) {
+                    Poll::Ready(Ok(true)) => {}
+                    Poll::Ready(Ok(false)) => return Poll::Ready(None),
+                    Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e))),
+                    Poll::Pending => return Poll::Pending,
+                }
             }
-        }
-        let n = max.min(self.buffer.len());
-        Some(Ok(self.buffer.drain(..n).collect()))
+            let n = max.min(self.buffer.len());
+            Poll::Ready(Some(Ok(self.buffer.drain(..n).collect())))
+        })
+        .await
     }
 
     /// Returns any buffered events without waiting (possibly none).
@@ -146,9 +186,63 @@ impl<S: EventStore> Subscription<S> {
         self.buffer.drain(..).collect()
     }
 
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<RecordedEvent>>> {
+        loop {
+            if let Some(event) = self.buffer.pop_front() {
+                return Poll::Ready(Some(Ok(event)));
+            }
+            match self.poll_fill(cx) {
+                Poll::Ready(Ok(true)) => {}
+                Poll::Ready(Ok(false)) => return Poll::Ready(None),
+                Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e))),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
     /// Reads one page into the buffer, waiting for the head to move if there is nothing to
     /// read. `Ok(false)` when the store is gone.
-    async fn fill(&mut self) -> Result<bool> {
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool>> {
+        loop {
+            match std::mem::replace(&mut self.reader, Reader::Switching) {
+                Reader::Idle(cursor) => self.reader = Reader::Reading(Box::pin(cursor.read())),
+                Reader::Reading(mut read) => match read.as_mut().poll(cx) {
+                    Poll::Pending => {
+                        self.reader = Reader::Reading(read);
+                        return Poll::Pending;
+                    }
+                    Poll::Ready((cursor, page)) => {
+                        self.next = cursor.next;
+                        self.reader = Reader::Idle(cursor);
+                        return Poll::Ready(page.map(|page| match page {
+                            Some(page) => {
+                                let filter = &self.filter;
+                                self.buffer
+                                    .extend(page.into_iter().filter(|e| filter.matches(e)));
+                                true
+                            }
+                            None => false,
+                        }));
+                    }
+                },
+                Reader::Switching => {
+                    return Poll::Ready(Err(Error::storage(
+                        "subscription polled while switching reads",
+                    )));
+                }
+            }
+        }
+    }
+}
+
+impl<S: EventStore> Cursor<S> {
+    /// Reads the next page, waiting for the head to move if there is nothing to read.
+    async fn read(mut self) -> Page<S> {
+        let page = self.read_page().await;
+        (self, page)
+    }
+
+    async fn read_page(&mut self) -> Result<Option<Vec<RecordedEvent>>> {
         loop {
             let head = *self.head.borrow_and_update();
             if head >= self.next {
@@ -174,14 +268,21 @@ impl<S: EventStore> Subscription<S> {
                     ));
                 }
                 self.next = last.position.next();
-                let filter = &self.filter;
-                self.buffer
-                    .extend(page.into_iter().filter(|e| filter.matches(e)));
-                return Ok(true);
+                return Ok(Some(page));
             }
             if self.head.changed().await.is_err() {
-                return Ok(false);
+                return Ok(None);
             }
         }
+    }
+}
+
+/// A subscription is a stream of events (`futures::StreamExt` and `tokio_stream` work on
+/// it); it ends only when the store shuts down.
+impl<S: EventStore> Stream for Subscription<S> {
+    type Item = Result<RecordedEvent>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_event(cx)
     }
 }

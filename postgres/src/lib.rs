@@ -51,6 +51,7 @@ use writer::{Request, Writer};
 
 /// How to reach the server and which schema to use.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct PgConfig {
     /// A libpq-style connection string, e.g. `host=127.0.0.1 user=postgres dbname=test`.
     pub connect: String,
@@ -77,6 +78,24 @@ impl PgConfig {
             readers: 2,
             linger: Duration::from_micros(250),
         }
+    }
+
+    /// Sets how often subscribers poll the head when no notification arrives.
+    pub fn poll_every(mut self, every: Duration) -> Self {
+        self.poll_every = every;
+        self
+    }
+
+    /// Sets the number of reader connections (at least 1).
+    pub fn readers(mut self, readers: usize) -> Self {
+        self.readers = readers;
+        self
+    }
+
+    /// Sets how long the writer may wait for a fuller group ([`PgConfig::linger`]).
+    pub fn linger(mut self, linger: Duration) -> Self {
+        self.linger = linger;
+        self
     }
 }
 
@@ -475,15 +494,15 @@ impl SnapshotStore for PgStore {
             return Ok(None);
         };
         let codec: i16 = col(&row, 2)?;
-        Ok(Some(Snapshot {
-            version: Version(count_col(&row, 0)?),
-            schema_version: col::<i32>(&row, 1)? as u32,
-            codec: CodecId(
+        Ok(Some(Snapshot::new(
+            Version(count_col(&row, 0)?),
+            col::<i32>(&row, 1)? as u32,
+            CodecId(
                 u8::try_from(codec)
                     .map_err(|_| Error::corrupt(Position::NONE, "invalid snapshot codec"))?,
             ),
-            payload: col(&row, 3)?,
-            taken_at: Timestamp(col(&row, 4)?),
-        }))
+            col(&row, 3)?,
+            Timestamp(col(&row, 4)?),
+        )))
     }
 }

@@ -1,8 +1,8 @@
 //! Reading rows: typed column access and the event row layout.
 
 use annals_core::{
-    AppendMarks, CodecId, Error, EventId, Metadata, Position, RecordedEvent, Result, StreamId,
-    Timestamp, Version,
+    AppendMarks, CodecId, Error, EventData, EventId, Metadata, Position, RecordedEvent, Result,
+    StreamId, Timestamp, Version,
 };
 use tokio_postgres::Row;
 
@@ -55,22 +55,25 @@ pub(crate) fn to_event(row: &Row) -> Result<RecordedEvent> {
     let headers: serde_json::Value = col(row, 9)?;
     let headers = serde_json::from_value(headers).map_err(|_| corrupt("invalid headers"))?;
     let codec: i16 = col(row, 10)?;
-    Ok(RecordedEvent {
+    Ok(RecordedEvent::new(
         position,
         stream,
-        version: Version(count_col(row, 2)?),
-        id: EventId::from_uuid(col(row, 3)?),
-        event_type: col(row, 4)?,
-        schema_version: col::<i32>(row, 5)? as u32,
-        recorded_at: Timestamp(col(row, 6)?),
-        metadata: Metadata {
-            correlation_id: col(row, 7)?,
-            causation_id: col(row, 8)?,
-            headers,
-        },
-        codec: CodecId(u8::try_from(codec).map_err(|_| corrupt("invalid codec"))?),
-        payload: col(row, 11)?,
-    })
+        Version(count_col(row, 2)?),
+        Timestamp(col(row, 6)?),
+        EventData::from_bytes(
+            col::<String>(row, 4)?,
+            CodecId(u8::try_from(codec).map_err(|_| corrupt("invalid codec"))?),
+            col(row, 11)?,
+        )
+        .with_id(EventId::from_uuid(col(row, 3)?))
+        .with_schema_version(col::<i32>(row, 5)? as u32)
+        .with_metadata(
+            Metadata::new()
+                .correlated(col(row, 7)?)
+                .caused_by(col(row, 8)?)
+                .with_headers(headers),
+        ),
+    ))
 }
 
 /// The `append_mark` column of an append's `i`-th of `n` events: bit 1 first, bit 2 last.
@@ -80,8 +83,5 @@ pub(crate) fn mark_column(marks: AppendMarks) -> i16 {
 
 /// An `append_mark` column read back; `None` for rows written before it existed.
 pub(crate) fn marks_of(column: Option<i16>) -> Option<AppendMarks> {
-    column.map(|m| AppendMarks {
-        first: m & 1 != 0,
-        last: m & 2 != 0,
-    })
+    column.map(|m| AppendMarks::new(m & 1 != 0, m & 2 != 0))
 }

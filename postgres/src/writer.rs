@@ -581,12 +581,9 @@ fn prepare(
             stored.get(&events[0].id),
             stored.get(&events[events.len() - 1].id),
         ) {
-            return Ok(AppendResult {
-                first_version: a.version,
-                last_version: b.version,
-                first_position: a.position,
-                last_position: b.position,
-            });
+            return Ok(AppendResult::new(
+                a.version, b.version, a.position, b.position,
+            ));
         }
         return Err(Error::DuplicateEventId {
             id: first.id,
@@ -618,18 +615,16 @@ fn prepare(
     let first_version = actual.next();
     for (i, data) in events.iter().enumerate() {
         let marks = AppendMarks::of(i, events.len());
-        let e = RecordedEvent {
-            position: Position(decided.next),
-            stream: r.stream.clone(),
-            version: Version(first_version.0 + i as u64),
-            id: data.id,
-            event_type: data.event_type.clone(),
-            schema_version: data.schema_version,
-            recorded_at: Timestamp(ts),
-            metadata: data.metadata.clone(),
-            codec: data.codec,
-            payload: data.payload.clone(),
-        };
+        let e = RecordedEvent::new(
+            Position(decided.next),
+            r.stream.clone(),
+            Version(first_version.0 + i as u64),
+            Timestamp(ts),
+            EventData::from_bytes(data.event_type.clone(), data.codec, data.payload.clone())
+                .with_id(data.id)
+                .with_schema_version(data.schema_version)
+                .with_metadata(data.metadata.clone()),
+        );
         decided.next += 1;
         stored.insert(e.id, (e.clone(), Some(marks)));
         decided.pending.push(e);
@@ -637,12 +632,12 @@ fn prepare(
     }
     let last_version = Version(first_version.0 + n - 1);
     heads.insert(r.stream.clone(), last_version);
-    Ok(AppendResult {
+    Ok(AppendResult::new(
         first_version,
         last_version,
         first_position,
-        last_position: Position(first_position.0 + n - 1),
-    })
+        Position(first_position.0 + n - 1),
+    ))
 }
 
 fn validate(e: &EventData) -> Result<()> {

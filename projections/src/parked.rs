@@ -1,12 +1,13 @@
 //! The dead-letter list: events a projection could not apply, parked with their error.
 
-use annals_core::{Position, Timestamp};
+use annals_core::{Position, RecordedEvent, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ProjectionError, sled_err};
 
 /// One parked event.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Parked {
     /// The projection that failed on it.
     pub projection: String,
@@ -22,6 +23,27 @@ pub struct Parked {
     pub attempts: u32,
     /// When it was parked (or last retried).
     pub parked_at: Timestamp,
+}
+
+impl Parked {
+    /// The record of `event`, parked now by `projection` after `attempts` tries that ended
+    /// in `error`.
+    pub fn new(
+        projection: impl Into<String>,
+        event: &RecordedEvent,
+        error: impl Into<String>,
+        attempts: u32,
+    ) -> Self {
+        Self {
+            projection: projection.into(),
+            position: event.position,
+            stream: event.stream.to_string(),
+            event_type: event.event_type.clone(),
+            error: error.into(),
+            attempts,
+            parked_at: Timestamp::now(),
+        }
+    }
 }
 
 /// Parked events of every projection, in a sled tree (`annals/parked`).

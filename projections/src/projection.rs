@@ -9,6 +9,7 @@ use crate::error::ProjectionError;
 /// Where a projection's read model is: every event up to `position` is applied, by the
 /// projection at `version`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Checkpoint {
     /// The last position whose effect is in the read model (0: none).
     pub position: Position,

@@ -27,6 +27,7 @@ fn tantivy_err(e: impl std::fmt::Display) -> ProjectionError {
 
 /// What one event does to the index.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum SearchOp {
     /// Insert or replace the document with this id (`delete_term` + `add_document`).
     Upsert {
@@ -75,6 +76,7 @@ pub trait SearchProjector: Send + Sync + 'static {
 
 /// Options of the search read model.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct SearchConfig {
     /// Commit after this many events ...
     pub commit_every_events: usize,
@@ -101,8 +103,41 @@ impl Default for SearchConfig {
     }
 }
 
+impl SearchConfig {
+    /// Sets how many events make a commit due.
+    pub fn commit_every_events(mut self, commit_every_events: usize) -> Self {
+        self.commit_every_events = commit_every_events;
+        self
+    }
+
+    /// Sets how long after the first uncommitted event a commit is due.
+    pub fn commit_every(mut self, commit_every: Duration) -> Self {
+        self.commit_every = commit_every;
+        self
+    }
+
+    /// Sets the index writer's memory budget in bytes.
+    pub fn memory_budget(mut self, memory_budget: usize) -> Self {
+        self.memory_budget = memory_budget;
+        self
+    }
+
+    /// Sets the number of indexing threads.
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = threads;
+        self
+    }
+
+    /// Sets how many document-store blocks each segment reader caches.
+    pub fn doc_cache_blocks(mut self, doc_cache_blocks: usize) -> Self {
+        self.doc_cache_blocks = doc_cache_blocks;
+        self
+    }
+}
+
 /// One search result.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct Hit {
     /// The document id.
     pub id: String,
@@ -116,6 +151,7 @@ pub struct Hit {
 
 /// A range filter on a `u64` fast field: `min ..= max`.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct FastFilter {
     /// The field name.
     pub field: String,
@@ -123,6 +159,17 @@ pub struct FastFilter {
     pub min: u64,
     /// Highest value included.
     pub max: u64,
+}
+
+impl FastFilter {
+    /// Documents whose `field` is in `min ..= max`.
+    pub fn new(field: impl Into<String>, min: u64, max: u64) -> Self {
+        Self {
+            field: field.into(),
+            min,
+            max,
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]

@@ -8,6 +8,7 @@ use annals_core::Error;
 
 /// When an append is acknowledged relative to the disk.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[non_exhaustive]
 pub enum Durability {
     /// The default: an append returns only after its whole group is flushed and
     /// `fdatasync`ed. A `kill -9` or power loss right after the ack loses nothing. Readers and
@@ -42,6 +43,7 @@ pub enum Durability {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct StoreConfig {
     /// Durability mode (default [`Durability::Durable`]).
     pub durability: Durability,
@@ -104,10 +106,30 @@ impl StoreConfig {
         self.linger = linger;
         self
     }
+
+    /// Sets the capacity of the append queue ([`StoreConfig::queue_capacity`]).
+    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+        self.queue_capacity = capacity;
+        self
+    }
+
+    /// Sets the most events in one group commit ([`StoreConfig::max_group_events`]).
+    pub fn max_group_events(mut self, events: usize) -> Self {
+        self.max_group_events = events;
+        self
+    }
+
+    /// Sets the fault injection plan (tests only).
+    #[doc(hidden)]
+    pub fn faults(mut self, faults: FaultPlan) -> Self {
+        self.faults = faults;
+        self
+    }
 }
 
 /// Which step of a group commit a fault hits.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[non_exhaustive]
 pub enum FaultPoint {
     /// The atomic batch write.
     Write,

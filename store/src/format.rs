@@ -45,7 +45,8 @@ pub use index::*;
 use index::trailing_crc_ok;
 
 use annals_core::{
-    CodecId, Error, EventId, Metadata, Position, RecordedEvent, StreamId, Timestamp, Uuid, Version,
+    CodecId, Error, EventData, EventId, Metadata, Position, RecordedEvent, StreamId, Timestamp,
+    Uuid, Version,
 };
 
 /// Record format 1: no append boundaries. Read, no longer written.
@@ -316,10 +317,10 @@ fn decode_record_in(
             format!("unknown flags {flags:#x}"),
         ));
     }
-    let marks = (bytes[0] == RECORD_FORMAT_V2).then_some(AppendMarks {
-        first: flags & FLAG_APPEND_FIRST != 0,
-        last: flags & FLAG_APPEND_LAST != 0,
-    });
+    let marks = (bytes[0] == RECORD_FORMAT_V2).then_some(AppendMarks::new(
+        flags & FLAG_APPEND_FIRST != 0,
+        flags & FLAG_APPEND_LAST != 0,
+    ));
     let mut metadata = Metadata::default();
     if flags & FLAG_CORRELATION != 0 {
         metadata.correlation_id = Some(Uuid::from_bytes(r.array("correlation id")?));
@@ -352,18 +353,16 @@ fn decode_record_in(
             "record has position or version 0 or the largest value",
         ));
     }
-    let event = RecordedEvent {
+    let event = RecordedEvent::new(
         position,
         stream,
         version,
-        id,
-        event_type,
-        schema_version,
         recorded_at,
-        metadata,
-        codec,
-        payload,
-    };
+        EventData::from_bytes(event_type, codec, payload)
+            .with_id(id)
+            .with_schema_version(schema_version)
+            .with_metadata(metadata),
+    );
     Ok((event, RECORD_HEADER + body_len, marks))
 }
 
@@ -531,13 +530,13 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<annals_core::Snapshot, Error> {
     if r.at != body.len() {
         return Err(bad("trailing bytes"));
     }
-    Ok(annals_core::Snapshot {
+    Ok(annals_core::Snapshot::new(
         version,
         schema_version,
         codec,
         payload,
         taken_at,
-    })
+    ))
 }
 
 #[cfg(test)]
@@ -546,20 +545,20 @@ mod tests {
     use proptest::prelude::*;
 
     pub(crate) fn sample(position: u64, version: u64) -> RecordedEvent {
-        RecordedEvent {
-            position: Position(position),
-            stream: StreamId::new("account-1").unwrap(),
-            version: Version(version),
-            id: EventId::from_bytes([7; 16]),
-            event_type: "Deposited".into(),
-            schema_version: 2,
-            recorded_at: Timestamp(1_700_000_000_000_000),
-            metadata: Metadata::new()
-                .with_correlation_id(Uuid::from_bytes([1; 16]))
-                .with_header("user", "ada"),
-            codec: CodecId::BINCODE,
-            payload: vec![1, 2, 3, 4],
-        }
+        RecordedEvent::new(
+            Position(position),
+            StreamId::new("account-1").unwrap(),
+            Version(version),
+            Timestamp(1_700_000_000_000_000),
+            EventData::from_bytes("Deposited", CodecId::BINCODE, vec![1, 2, 3, 4])
+                .with_id(EventId::from_bytes([7; 16]))
+                .with_schema_version(2)
+                .with_metadata(
+                    Metadata::new()
+                        .with_correlation_id(Uuid::from_bytes([1; 16]))
+                        .with_header("user", "ada"),
+                ),
+        )
     }
 
     fn chunk_of(events: &[RecordedEvent]) -> Vec<u8> {
@@ -574,10 +573,7 @@ mod tests {
     fn record_round_trip() {
         let e = sample(5, 3);
         for marks in [(false, false), (true, false), (false, true), (true, true)] {
-            let marks = AppendMarks {
-                first: marks.0,
-                last: marks.1,
-            };
+            let marks = AppendMarks::new(marks.0, marks.1);
             let mut buf = Vec::new();
             encode_record(&e, marks, &mut buf);
             let (back, used, m) = decode_record_marks(&buf, Position(5)).unwrap();
@@ -661,13 +657,13 @@ mod tests {
 
     #[test]
     fn snapshots_round_trip_and_detect_damage() {
-        let s = annals_core::Snapshot {
-            version: Version(100),
-            schema_version: 2,
-            codec: CodecId::BINCODE,
-            payload: vec![1, 2, 3],
-            taken_at: Timestamp(5),
-        };
+        let s = annals_core::Snapshot::new(
+            Version(100),
+            2,
+            CodecId::BINCODE,
+            vec![1, 2, 3],
+            Timestamp(5),
+        );
         let bytes = encode_snapshot(&s);
         assert_eq!(decode_snapshot(&bytes).unwrap(), s);
         for i in 0..bytes.len() {

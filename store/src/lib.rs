@@ -44,6 +44,10 @@
 mod backend;
 mod config;
 mod engine;
+// The byte layouts are not public API: these modules are public only for the fixture
+// tests, the fuzz targets and the seed-corpus tool, and may change in any release (the
+// stored bytes they describe do not: see docs/format.md).
+#[doc(hidden)]
 pub mod format;
 #[doc(hidden)]
 pub mod layout;

@@ -283,18 +283,16 @@ fn run() -> impl Strategy<Value = IndexEntry> {
 }
 
 fn event(position: u64, version: u64) -> RecordedEvent {
-    RecordedEvent {
-        position: Position(position),
-        stream: sid("acc-1"),
-        version: Version(version),
-        id: EventId::new(),
-        event_type: "E".into(),
-        schema_version: 1,
-        recorded_at: Timestamp(1),
-        metadata: Metadata::new().with_correlation_id(Uuid::from_bytes([1; 16])),
-        codec: CodecId::JSON,
-        payload: b"1".to_vec(),
-    }
+    RecordedEvent::new(
+        Position(position),
+        sid("acc-1"),
+        Version(version),
+        Timestamp(1),
+        EventData::from_bytes("E", CodecId::JSON, b"1".to_vec())
+            .with_id(EventId::new())
+            .with_schema_version(1)
+            .with_metadata(Metadata::new().with_correlation_id(Uuid::from_bytes([1; 16]))),
+    )
 }
 
 /// A CRC-valid stored value of some kind, with the key it goes under.
@@ -367,10 +365,7 @@ fn put(disk: &MemDisk, h: &Hostile) -> (Vec<u8>, Vec<u8>) {
         Hostile::Chunk(k, recs, count) => {
             let mut bytes = Vec::new();
             for (p, v, first, last) in recs {
-                let marks = AppendMarks {
-                    first: *first,
-                    last: *last,
-                };
+                let marks = AppendMarks::new(*first, *last);
                 format::encode_record(&event(*p, *v), marks, &mut bytes);
             }
             (

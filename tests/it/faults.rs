@@ -49,10 +49,7 @@ async fn sled_store_poisons_on_each_fault_point() {
     for point in [FaultPoint::Write, FaultPoint::Flush, FaultPoint::Sync] {
         let dir = tempfile::tempdir().unwrap();
         let nth = 3;
-        let config = StoreConfig {
-            faults: FaultPlan::none().fail(point, nth),
-            ..StoreConfig::default()
-        };
+        let config = StoreConfig::default().faults(FaultPlan::none().fail(point, nth));
         let store = SledStore::open_with(dir.path(), config).unwrap();
         let acked = exercise(&store, || store.poisoned()).await;
         drop(store);
@@ -75,10 +72,7 @@ async fn mem_store_loses_exactly_the_unacked_append_on_power_loss() {
     for point in [FaultPoint::Write, FaultPoint::Flush, FaultPoint::Sync] {
         let disk = MemDisk::new();
         let nth = 3;
-        let config = StoreConfig {
-            faults: FaultPlan::none().fail(point, nth),
-            ..StoreConfig::default()
-        };
+        let config = StoreConfig::default().faults(FaultPlan::none().fail(point, nth));
         let store = MemStore::open_with(disk.clone(), config).unwrap();
         exercise(&store, || store.poisoned()).await;
         drop(store);

@@ -31,33 +31,37 @@ fn writing(version: &str) -> bool {
 fn expected_events() -> Vec<RecordedEvent> {
     let stream = StreamId::new("account-ünïcode-1").unwrap();
     (0..3u8)
-        .map(|i| RecordedEvent {
-            position: Position(10 + u64::from(i)),
-            stream: stream.clone(),
-            version: Version(4 + u64::from(i)),
-            id: EventId::from_bytes([i + 1; 16]),
-            event_type: ["Opened", "Deposited", "Withdrew"][usize::from(i)].to_string(),
-            schema_version: u32::from(i) + 1,
-            recorded_at: Timestamp(1_764_000_000_000_000 + i64::from(i)),
-            metadata: if i == 1 {
-                Metadata::new()
-                    .with_correlation_id(Uuid::from_bytes([9; 16]))
-                    .with_causation_id(Uuid::from_bytes([8; 16]))
-                    .with_header("user", "ada")
-                    .with_header("trace", "00-abc-01")
-            } else {
-                Metadata::new()
-            },
-            codec: [CodecId::BINCODE, CodecId::JSON, CodecId::RAW][usize::from(i)],
-            payload: match i {
-                0 => CodecId::BINCODE
-                    .encode("Opened", &("ada".to_string(), 100u64))
-                    .unwrap(),
-                1 => CodecId::JSON
-                    .encode("Deposited", &serde_json::json!({"amount": 5}))
-                    .unwrap(),
-                _ => vec![0, 1, 2, 255],
-            },
+        .map(|i| {
+            RecordedEvent::new(
+                Position(10 + u64::from(i)),
+                stream.clone(),
+                Version(4 + u64::from(i)),
+                Timestamp(1_764_000_000_000_000 + i64::from(i)),
+                EventData::from_bytes(
+                    ["Opened", "Deposited", "Withdrew"][usize::from(i)].to_string(),
+                    [CodecId::BINCODE, CodecId::JSON, CodecId::RAW][usize::from(i)],
+                    match i {
+                        0 => CodecId::BINCODE
+                            .encode("Opened", &("ada".to_string(), 100u64))
+                            .unwrap(),
+                        1 => CodecId::JSON
+                            .encode("Deposited", &serde_json::json!({"amount": 5}))
+                            .unwrap(),
+                        _ => vec![0, 1, 2, 255],
+                    },
+                )
+                .with_id(EventId::from_bytes([i + 1; 16]))
+                .with_schema_version(u32::from(i) + 1)
+                .with_metadata(if i == 1 {
+                    Metadata::new()
+                        .with_correlation_id(Uuid::from_bytes([9; 16]))
+                        .with_causation_id(Uuid::from_bytes([8; 16]))
+                        .with_header("user", "ada")
+                        .with_header("trace", "00-abc-01")
+                } else {
+                    Metadata::new()
+                }),
+            )
         })
         .collect()
 }
@@ -137,17 +141,7 @@ async fn format_v1_store_still_opens() {
     if writing("1") {
         let _ = std::fs::remove_dir_all(&fixture);
         let store = SledStore::open(&fixture).unwrap();
-        let data: Vec<EventData> = events
-            .iter()
-            .map(|e| EventData {
-                id: e.id,
-                event_type: e.event_type.clone(),
-                schema_version: e.schema_version,
-                codec: e.codec,
-                metadata: e.metadata.clone(),
-                payload: e.payload.clone(),
-            })
-            .collect();
+        let data: Vec<EventData> = events.iter().map(RecordedEvent::to_data).collect();
         store
             .append(
                 &events[0].stream,
@@ -385,14 +379,7 @@ async fn format_v3_store_still_opens() {
     }
     // Ids of both kinds are still found: retries give the original result.
     let a3 = &all[4];
-    let retry = EventData {
-        id: a3.id,
-        event_type: a3.event_type.clone(),
-        schema_version: a3.schema_version,
-        codec: a3.codec,
-        metadata: a3.metadata.clone(),
-        payload: a3.payload.clone(),
-    };
+    let retry = a3.to_data();
     let r = store
         .append(&a, ExpectedVersion::Any, vec![retry])
         .await
@@ -435,18 +422,9 @@ fn format_v4_records_with_append_marks_still_decode() {
     let events = expected_events();
     // One append of two events, then one of one.
     let marks = [
-        format::AppendMarks {
-            first: true,
-            last: false,
-        },
-        format::AppendMarks {
-            first: false,
-            last: true,
-        },
-        format::AppendMarks {
-            first: true,
-            last: true,
-        },
+        format::AppendMarks::new(true, false),
+        format::AppendMarks::new(false, true),
+        format::AppendMarks::new(true, true),
     ];
     if writing("4") {
         std::fs::create_dir_all(&dir).unwrap();

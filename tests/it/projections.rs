@@ -28,16 +28,16 @@ async fn append(store: &MemStore, stream: &str, n: u64, ty: &str) -> AppendResul
 }
 
 fn fast_retry(policy: FailurePolicy) -> ProjectionConfig {
-    ProjectionConfig {
-        batch_size: 7,
-        batch_wait: Duration::from_millis(1),
-        retry: RetryPolicy {
-            attempts: 3,
-            initial_backoff: Duration::from_millis(1),
-            max_backoff: Duration::from_millis(4),
-        },
-        on_failure: policy,
-    }
+    ProjectionConfig::default()
+        .batch_size(7)
+        .batch_wait(Duration::from_millis(1))
+        .retry(
+            RetryPolicy::default()
+                .attempts(3)
+                .initial_backoff(Duration::from_millis(1))
+                .max_backoff(Duration::from_millis(4)),
+        )
+        .on_failure(policy)
 }
 
 proptest! {
@@ -59,7 +59,7 @@ proptest! {
             let db = temp_db();
             let model = KvReadModel::open(&db, "per-stream").unwrap();
             let runner = ProjectionRunner::new(store.clone(), &db).unwrap();
-            let config = ProjectionConfig { batch_size, ..ProjectionConfig::default() };
+            let config = ProjectionConfig::default().batch_size(batch_size);
             let h = runner.start(Box::new(KvProjection::new(PerStream::new("per-stream"), model.clone())), config).unwrap();
             let mut tasks = Vec::new();
             for ops in writers {
@@ -186,10 +186,7 @@ async fn rebuild_loses_no_event_appended_meanwhile() {
     let db = temp_db();
     let model = KvReadModel::open(&db, "r").unwrap();
     let runner = ProjectionRunner::new(store.clone(), &db).unwrap();
-    let config = ProjectionConfig {
-        batch_size: 25,
-        ..ProjectionConfig::default()
-    };
+    let config = ProjectionConfig::default().batch_size(25);
     let h = runner
         .start(
             Box::new(KvProjection::new(PerStream::new("r"), model.clone())),
@@ -324,10 +321,7 @@ async fn a_new_version_rebuilds_on_start_and_checkpoints_survive_restart() {
     }
     assert_eq!(
         model.checkpoint().unwrap().unwrap(),
-        Checkpoint {
-            position: Position(50),
-            version: 1
-        }
+        Checkpoint::at(Position(50), 1)
     );
     // Restart at the same version: resumes from the checkpoint, applies nothing twice.
     let projector = PerStream::new("v");

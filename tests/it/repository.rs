@@ -324,13 +324,13 @@ async fn bad_snapshots_fall_back_to_replay() {
         .await
         .unwrap();
     let stream = StreamId::new("counter-s").unwrap();
-    let garbage = Snapshot {
-        version: Version(3),
-        schema_version: 1,
-        codec: CodecId::BINCODE,
-        payload: vec![0xff; 3],
-        taken_at: Timestamp::now(),
-    };
+    let garbage = Snapshot::new(
+        Version(3),
+        1,
+        CodecId::BINCODE,
+        vec![0xff; 3],
+        Timestamp::now(),
+    );
     store.save_snapshot(&stream, garbage).await.unwrap();
     assert_eq!(repo.load("s").await.unwrap().0, fold(&[1, 2, 3]));
     let wrong_total = Counter {
@@ -338,13 +338,13 @@ async fn bad_snapshots_fall_back_to_replay() {
         count: 3,
         seen: vec![],
     };
-    let old = Snapshot {
-        version: Version(3),
-        schema_version: 7,
-        codec: CodecId::BINCODE,
-        payload: CodecId::BINCODE.encode("counter", &wrong_total).unwrap(),
-        taken_at: Timestamp::now(),
-    };
+    let old = Snapshot::new(
+        Version(3),
+        7,
+        CodecId::BINCODE,
+        CodecId::BINCODE.encode("counter", &wrong_total).unwrap(),
+        Timestamp::now(),
+    );
     store.save_snapshot(&stream, old).await.unwrap();
     assert_eq!(
         repo.load("s").await.unwrap().0,
@@ -352,10 +352,8 @@ async fn bad_snapshots_fall_back_to_replay() {
         "old schema version ignored"
     );
     // A good snapshot is used (proved by a deliberately different state).
-    let good = Snapshot {
-        schema_version: 1,
-        ..store.load_snapshot(&stream).await.unwrap().unwrap()
-    };
+    let mut good = store.load_snapshot(&stream).await.unwrap().unwrap();
+    good.schema_version = 1;
     store.save_snapshot(&stream, good).await.unwrap();
     assert_eq!(repo.load("s").await.unwrap().0.total, 999);
     // Without a snapshot policy (and not told otherwise), loads skip the snapshot read.

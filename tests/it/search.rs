@@ -31,11 +31,9 @@ async fn put_generated(store: &MemStore, n: u64) -> Position {
 }
 
 fn config() -> SearchConfig {
-    SearchConfig {
-        commit_every_events: 50,
-        commit_every: Duration::from_millis(20),
-        ..SearchConfig::default()
-    }
+    SearchConfig::default()
+        .commit_every_events(50)
+        .commit_every(Duration::from_millis(20))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,15 +82,7 @@ async fn documents_are_found_after_wait_for_with_snippets_filters_and_counts() {
     assert!(hits[0].snippet.contains("<b>"), "{}", hits[0].snippet);
     assert_eq!(hits[0].fields["status"], serde_json::json!(["open"]));
     let high = index
-        .search_filtered(
-            "printer",
-            &[FastFilter {
-                field: "priority".into(),
-                min: 3,
-                max: 5,
-            }],
-            10,
-        )
+        .search_filtered("printer", &[FastFilter::new("priority", 3, 5)], 10)
         .unwrap();
     assert_eq!(
         high.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(),
@@ -129,15 +119,7 @@ async fn bad_queries_are_typed_errors() {
         }
     }
     assert!(matches!(
-        index.search_filtered(
-            "x",
-            &[FastFilter {
-                field: "nope".into(),
-                min: 0,
-                max: 1
-            }],
-            5
-        ),
+        index.search_filtered("x", &[FastFilter::new("nope", 0, 1)], 5),
         Err(ProjectionError::Query { .. })
     ));
 }
@@ -210,10 +192,7 @@ async fn rebuild_runs_beside_the_live_index_and_queries_answer_throughout() {
     let projection = SearchProjection::open(TicketSearch::default(), dir.path(), config()).unwrap();
     let index = projection.index();
     let runner = ProjectionRunner::new(store.clone(), &db).unwrap();
-    let pc = ProjectionConfig {
-        batch_size: 100,
-        ..ProjectionConfig::default()
-    };
+    let pc = ProjectionConfig::default().batch_size(100);
     let h = runner.start(Box::new(projection), pc).unwrap();
     h.wait_for(store.head_position(), Duration::from_secs(30))
         .await

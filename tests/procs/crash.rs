@@ -49,10 +49,7 @@ fn crash_child() {
         let db = common::child::open_read_models(&dir);
         let runner = ProjectionRunner::new(store.clone(), &db).unwrap();
         let model = KvReadModel::open(&db, "per-stream").unwrap();
-        let pc = ProjectionConfig {
-            batch_size: 40,
-            ..ProjectionConfig::default()
-        };
+        let pc = ProjectionConfig::default().batch_size(40);
         runner
             .start(
                 Box::new(KvProjection::new(PerStream::new("per-stream"), model)),
@@ -162,11 +159,9 @@ fn parse_ack(line: &str) -> Option<Ack> {
 
 /// Checks the invariants of a reopened store; returns (events, acked appends checked).
 fn search_config() -> SearchConfig {
-    SearchConfig {
-        commit_every_events: 200,
-        commit_every: Duration::from_millis(30),
-        ..SearchConfig::default()
-    }
+    SearchConfig::default()
+        .commit_every_events(200)
+        .commit_every(Duration::from_millis(30))
 }
 
 /// The KV read model equals a rebuild at its checkpoint with nothing applied twice; the

@@ -103,10 +103,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn config() -> ProjectionConfig {
-    ProjectionConfig {
-        batch_size: 20,
-        ..ProjectionConfig::default()
-    }
+    ProjectionConfig::default().batch_size(20)
 }
 
 /// The child: opens the store, runs the `seen` projection under leadership, prints `READY`,
@@ -483,10 +480,7 @@ fn a_stale_worker_is_fenced_off() {
         }
         let events = store.read_all(Position::NONE, usize::MAX).await.unwrap();
         let (mut old, mut new) = (seen_model(&schema).await, seen_model(&schema).await);
-        let cp = |p: u64| Checkpoint {
-            position: Position(p),
-            version: 1,
-        };
+        let cp = |p: u64| Checkpoint::at(Position(p), 1);
         assert_eq!(old.checkpoint().await.unwrap(), None);
         old.apply(&events[..2], cp(2)).await.unwrap();
         // The new worker starts from the stored checkpoint and goes on.
@@ -523,10 +517,7 @@ fn racing_workers_without_leadership_apply_each_event_once() {
             let db = sled::Config::new().temporary(true).open().unwrap();
             let runner = ProjectionRunner::new(store.clone(), &db).unwrap();
             let model = seen_model(&schema).await;
-            let config = ProjectionConfig {
-                batch_size: 7,
-                ..ProjectionConfig::default()
-            };
+            let config = ProjectionConfig::default().batch_size(7);
             runner.start(Box::new(model), config).unwrap();
             runners.push((runner, db));
         }

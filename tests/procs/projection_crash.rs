@@ -20,11 +20,9 @@ use common::projections::{PerStream, check_once, rebuilt};
 const DIR_VAR: &str = "ANNALS_PROJECTION_CRASH_DIR";
 
 fn config() -> ProjectionConfig {
-    ProjectionConfig {
-        batch_size: 40,
-        batch_wait: Duration::from_millis(2),
-        ..ProjectionConfig::default()
-    }
+    ProjectionConfig::default()
+        .batch_size(40)
+        .batch_wait(Duration::from_millis(2))
 }
 
 #[test]

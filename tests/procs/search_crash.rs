@@ -23,11 +23,9 @@ use tickets::{TicketSearch, generated};
 const DIR_VAR: &str = "ANNALS_SEARCH_CRASH_DIR";
 
 fn search_config() -> SearchConfig {
-    SearchConfig {
-        commit_every_events: 200,
-        commit_every: Duration::from_millis(30),
-        ..SearchConfig::default()
-    }
+    SearchConfig::default()
+        .commit_every_events(200)
+        .commit_every(Duration::from_millis(30))
 }
 
 #[test]
@@ -51,10 +49,7 @@ fn search_crash_child() {
         let _h = runner
             .start(
                 Box::new(projection),
-                ProjectionConfig {
-                    batch_size: 50,
-                    ..ProjectionConfig::default()
-                },
+                ProjectionConfig::default().batch_size(50),
             )
             .unwrap();
         println!("READY");

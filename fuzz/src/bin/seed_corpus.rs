@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use annals::projections::{Checkpoint, Parked};
 use annals::{
-    AppendMarks, CodecId, EventId, Metadata, Position, RecordedEvent, StreamId, Timestamp, Uuid,
-    Version,
+    AppendMarks, CodecId, EventData, EventId, Metadata, Position, RecordedEvent, StreamId,
+    Timestamp, Uuid, Version,
 };
 use annals_store::format::{self, IndexEntry, StreamEntry};
 use annals_store::layout;
@@ -48,20 +48,20 @@ fn keyed(n: u64, value: &[u8]) -> Vec<u8> {
 }
 
 fn event(position: u64, version: u64, id: u128) -> RecordedEvent {
-    RecordedEvent {
-        position: Position(position),
-        stream: StreamId::new("acc-1").unwrap(),
-        version: Version(version),
-        id: EventId::from_bytes(id.to_be_bytes()),
-        event_type: "Deposited".into(),
-        schema_version: 1,
-        recorded_at: Timestamp(1_764_000_000_000_000),
-        metadata: Metadata::new()
-            .with_correlation_id(Uuid::from_bytes([9; 16]))
-            .with_header("user", "ada"),
-        codec: CodecId::JSON,
-        payload: b"{\"amount\":5}".to_vec(),
-    }
+    RecordedEvent::new(
+        Position(position),
+        StreamId::new("acc-1").unwrap(),
+        Version(version),
+        Timestamp(1_764_000_000_000_000),
+        EventData::from_bytes("Deposited", CodecId::JSON, b"{\"amount\":5}".to_vec())
+            .with_id(EventId::from_bytes(id.to_be_bytes()))
+            .with_schema_version(1)
+            .with_metadata(
+                Metadata::new()
+                    .with_correlation_id(Uuid::from_bytes([9; 16]))
+                    .with_header("user", "ada"),
+            ),
+    )
 }
 
 fn chunk_of(events: &[RecordedEvent]) -> Vec<u8> {
@@ -98,13 +98,8 @@ fn main() {
     let mut v1 = Vec::new();
     format::encode_record_v1(&events[0], &mut v1);
     write("stored_record", "record-v1", &keyed(7, &v1));
-    let snapshot = annals::Snapshot {
-        version: Version(3),
-        schema_version: 1,
-        codec: CodecId::BINCODE,
-        payload: vec![1, 2, 3],
-        taken_at: Timestamp(5),
-    };
+    let snapshot =
+        annals::Snapshot::new(Version(3), 1, CodecId::BINCODE, vec![1, 2, 3], Timestamp(5));
     write(
         "stored_record",
         "snapshot-v1",
@@ -182,10 +177,7 @@ fn main() {
     let kv_config = bincode::config::standard()
         .with_big_endian()
         .with_fixed_int_encoding();
-    let cp = Checkpoint {
-        position: Position(42),
-        version: 3,
-    };
+    let cp = Checkpoint::at(Position(42), 3);
     write(
         "read_model_bytes",
         "kv-checkpoint",
@@ -197,15 +189,8 @@ fn main() {
         "kv-row",
         &bincode::serde::encode_to_vec(&row, kv_config).unwrap(),
     );
-    let parked = Parked {
-        projection: "ticket-list".into(),
-        position: Position(7),
-        stream: "ticket-1".into(),
-        event_type: "Opened".into(),
-        error: "boom".into(),
-        attempts: 3,
-        parked_at: Timestamp(5),
-    };
+    let mut parked = Parked::new("ticket-list", &event(7, 1, 7), "boom", 3);
+    parked.parked_at = Timestamp(5);
     write(
         "read_model_bytes",
         "parked",

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 /// How failing events are retried.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct RetryPolicy {
     /// Tries in all (at least 1) before the failure policy applies.
     pub attempts: u32,
@@ -23,8 +24,29 @@ impl Default for RetryPolicy {
     }
 }
 
+impl RetryPolicy {
+    /// Sets the number of tries in all (at least 1).
+    pub fn attempts(mut self, attempts: u32) -> Self {
+        self.attempts = attempts;
+        self
+    }
+
+    /// Sets the wait before the second try.
+    pub fn initial_backoff(mut self, initial_backoff: Duration) -> Self {
+        self.initial_backoff = initial_backoff;
+        self
+    }
+
+    /// Sets the longest wait.
+    pub fn max_backoff(mut self, max_backoff: Duration) -> Self {
+        self.max_backoff = max_backoff;
+        self
+    }
+}
+
 /// What happens to an event that still fails after every retry.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FailurePolicy {
     /// Park it (dead-letter record with the error) and go on with the next event.
     #[default]
@@ -35,6 +57,7 @@ pub enum FailurePolicy {
 
 /// Options of one projection's worker.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct ProjectionConfig {
     /// The most events in one batch (one atomic read-model commit).
     pub batch_size: usize,
@@ -55,5 +78,31 @@ impl Default for ProjectionConfig {
             retry: RetryPolicy::default(),
             on_failure: FailurePolicy::Park,
         }
+    }
+}
+
+impl ProjectionConfig {
+    /// Sets the most events in one batch.
+    pub fn batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size;
+        self
+    }
+
+    /// Sets how long a batch may wait to fill once its first event is there.
+    pub fn batch_wait(mut self, batch_wait: Duration) -> Self {
+        self.batch_wait = batch_wait;
+        self
+    }
+
+    /// Sets the retries of failing events.
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Sets what happens after the retries.
+    pub fn on_failure(mut self, on_failure: FailurePolicy) -> Self {
+        self.on_failure = on_failure;
+        self
     }
 }

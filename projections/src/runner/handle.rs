@@ -11,6 +11,7 @@ use crate::parked::{Parked, ParkedStore};
 
 /// What a worker is doing.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum WorkerState {
     /// Applying events (catching up or live).
     Running,
@@ -37,6 +38,7 @@ pub enum WorkerState {
 
 /// A snapshot of one projection's progress.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Status {
     /// The projection's name.
     pub name: String,
@@ -54,6 +56,7 @@ pub struct Status {
 
 /// Progress of a rebuild, given to its callback after every batch.
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub struct Progress {
     /// The last applied position.
     pub position: Position,

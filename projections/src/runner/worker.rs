@@ -565,15 +565,7 @@ impl<S: EventStore> Worker<S> {
         sub: &mut Subscription<S>,
     ) -> bool {
         if self.config.on_failure == FailurePolicy::Park {
-            let record = Parked {
-                projection: self.name.clone(),
-                position: event.position,
-                stream: event.stream.to_string(),
-                event_type: event.event_type.clone(),
-                error: err.to_string(),
-                attempts,
-                parked_at: Timestamp::now(),
-            };
+            let record = Parked::new(self.name.clone(), event, err.to_string(), attempts);
             tracing::warn!(position = event.position.0, error = %err, "parking event");
             let cp = self.checkpoint_at(event.position);
             let parked = match self.parked.put(&record) {

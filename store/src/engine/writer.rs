@@ -524,12 +524,12 @@ impl<B: Backend> Writer<B> {
             if let (true, true, Some((first, _)), Some((last, _))) =
                 (same, whole, stored.first(), stored.last())
             {
-                return Ok(Some(AppendResult {
-                    first_version: first.version,
-                    last_version: last.version,
-                    first_position: first.position,
-                    last_position: last.position,
-                }));
+                return Ok(Some(AppendResult::new(
+                    first.version,
+                    last.version,
+                    first.position,
+                    last.position,
+                )));
             }
         }
         Err(Error::DuplicateEventId {
@@ -590,18 +590,16 @@ impl<B: Backend> Writer<B> {
         let first_position = group.next_position;
         let mut records = Vec::with_capacity(events.len());
         for (i, e) in events.into_iter().enumerate() {
-            records.push(RecordedEvent {
-                position: Position(first_position.0 + i as u64),
-                stream: stream.clone(),
-                version: Version(first_version.0 + i as u64),
-                id: e.id,
-                event_type: e.event_type,
-                schema_version: e.schema_version,
-                recorded_at: group.ts,
-                metadata: e.metadata,
-                codec: e.codec,
-                payload: e.payload,
-            });
+            records.push(RecordedEvent::new(
+                Position(first_position.0 + i as u64),
+                stream.clone(),
+                Version(first_version.0 + i as u64),
+                group.ts,
+                EventData::from_bytes(e.event_type, e.codec, e.payload)
+                    .with_id(e.id)
+                    .with_schema_version(e.schema_version)
+                    .with_metadata(e.metadata),
+            ));
         }
         let n = records.len();
         for (i, r) in records.iter().enumerate() {
@@ -609,12 +607,7 @@ impl<B: Backend> Writer<B> {
             group.marks.push(AppendMarks::of(i, n));
         }
         let last = &records[records.len() - 1];
-        let result = AppendResult {
-            first_version,
-            last_version: last.version,
-            first_position,
-            last_position: last.position,
-        };
+        let result = AppendResult::new(first_version, last.version, first_position, last.position);
         group.heads.insert(stream.clone(), last.version);
         group.next_position = last.position.next();
         group.records.extend(records);
