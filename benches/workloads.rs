@@ -496,7 +496,7 @@ async fn run_commands<S: EventStore + SnapshotStore>(
         tasks.push(tokio::spawn(async move {
             let ctx = CommandContext::new();
             for cmd in mine {
-                repo.execute_command(&cmd, &ctx).await.unwrap();
+                repo.execute_command_with(&cmd, &ctx).await.unwrap();
             }
         }));
     }
@@ -1009,10 +1009,10 @@ async fn soak(args: &Args) {
                     // Back to a ticket of an earlier round: reopen it if it was closed (the
                     // domain refuses to reopen an open one; that is fine here).
                     let _ = repo
-                        .execute(&id, &tickets::TicketCommand::Reopen, &ctx)
+                        .execute_with(&id, &tickets::TicketCommand::Reopen, &ctx)
                         .await;
                 } else {
-                    repo.execute(
+                    repo.execute_with(
                         &id,
                         &tickets::TicketCommand::Open {
                             title,
@@ -1038,10 +1038,10 @@ async fn soak(args: &Args) {
                             priority: (1 + (n + c) % 5) as u8,
                         },
                     };
-                    repo.execute(&id, &command, &ctx).await.unwrap();
+                    repo.execute_with(&id, &command, &ctx).await.unwrap();
                 }
                 if n.is_multiple_of(3) {
-                    repo.execute(
+                    repo.execute_with(
                         &id,
                         &tickets::TicketCommand::Close {
                             reason: "done".into(),

@@ -194,7 +194,7 @@ impl App {
         };
         let done = self
             .repo
-            .execute(&id, &command, &ctx)
+            .execute_with(&id, &command, &ctx)
             .await
             .map_err(|e| match e {
                 RepositoryError::Domain(d) => format!("rejected: {d}"),
@@ -486,7 +486,7 @@ impl App {
                     else {
                         continue;
                     };
-                    repo.execute(
+                    repo.execute_with(
                         &id,
                         &TicketCommand::Open {
                             title,
@@ -499,18 +499,18 @@ impl App {
                     .map_err(|e| e.to_string())?;
                     if num.is_multiple_of(3) {
                         let to = people[(num % 5) as usize].to_owned();
-                        repo.execute(&id, &TicketCommand::Assign { to }, &ctx)
+                        repo.execute_with(&id, &TicketCommand::Assign { to }, &ctx)
                             .await
                             .map_err(|e| e.to_string())?;
                     }
                     if num.is_multiple_of(4) {
                         let text = format!("looked at it, {}", tickets::WORDS[(num % 36) as usize]);
-                        repo.execute(&id, &TicketCommand::Comment { text }, &ctx)
+                        repo.execute_with(&id, &TicketCommand::Comment { text }, &ctx)
                             .await
                             .map_err(|e| e.to_string())?;
                     }
                     if num.is_multiple_of(5) {
-                        repo.execute(
+                        repo.execute_with(
                             &id,
                             &TicketCommand::Close {
                                 reason: "resolved".into(),

@@ -49,9 +49,9 @@
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let store = MemStore::new(); // or SledStore::open("data")?
 //! let counters = Repository::<Counter, _>::new(store.clone()).snapshot_every(100);
-//! counters.execute("c1", &5, &CommandContext::new()).await?;
-//! counters.execute("c1", &2, &CommandContext::new()).await?;
-//! assert!(matches!(counters.execute("c1", &0, &CommandContext::new()).await, Err(RepositoryError::Domain(Zero))));
+//! counters.execute("c1", &5).await?;
+//! counters.execute("c1", &2).await?;
+//! assert!(matches!(counters.execute("c1", &0).await, Err(RepositoryError::Domain(Zero))));
 //!
 //! let (now, version) = counters.load("c1").await?;
 //! assert_eq!((now.value, version), (7, Version(2)));

@@ -129,8 +129,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 ///   kept in memory — a least-recently-used cache of [`Repository::cache_capacity`]
 ///   aggregates — and caught up from their cached version);
 /// * `load_at(id, version)` and `load_as_of(id, time)`: time travel;
-/// * `execute(id, command, context)`: load, decide, append with `Exact(version)`; on a
-///   conflict, retry on fresh state (3 times by default).
+/// * `execute(id, command)` (`execute_with` for a command id and metadata): load, decide,
+///   append with `Exact(version)`; on a conflict, retry on fresh state (3 times by
+///   default).
 ///
 /// Cheap to clone; clones share the cache.
 pub struct Repository<A: Aggregate, S> {
@@ -453,13 +454,58 @@ where
     }
 
     /// Executes `command` on aggregate `id`: load, decide, append with `Exact(version)`,
-    /// retrying on fresh state after a conflict.
+    /// retrying on fresh state after a conflict. Without a command id the command is not
+    /// idempotent (see [`Repository::execute_with`]).
+    ///
+    /// ```
+    /// use annals::prelude::*;
+    ///
+    /// #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+    /// struct Counter { total: u64 }
+    /// #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, DomainEvent)]
+    /// enum CounterEvent { Added { n: u64 } }
+    /// #[derive(Debug, PartialEq, thiserror::Error)]
+    /// #[error("add at least 1")]
+    /// struct Zero;
+    ///
+    /// impl Aggregate for Counter {
+    ///     const TYPE: &'static str = "counter";
+    ///     type Command = u64;
+    ///     type Event = CounterEvent;
+    ///     type Error = Zero;
+    ///     type Services = ();
+    ///     fn handle(&self, n: &u64, _: &()) -> Result<Vec<CounterEvent>, Zero> {
+    ///         if *n == 0 { return Err(Zero); }
+    ///         Ok(vec![CounterEvent::Added { n: *n }])
+    ///     }
+    ///     fn apply(&mut self, CounterEvent::Added { n }: &CounterEvent) { self.total += n; }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let counters = Repository::<Counter, _>::new(MemStore::new());
+    /// let done = counters.execute("c1", &5).await?;
+    /// assert_eq!((done.version.0, done.attempts), (1, 1));
+    /// // A rejection is a domain error; nothing is appended.
+    /// assert!(matches!(counters.execute("c1", &0).await, Err(RepositoryError::Domain(Zero))));
+    /// assert_eq!(counters.load("c1").await?.0.total, 5);
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     /// [`RepositoryError::Domain`] when the aggregate rejects the command;
     /// [`RepositoryError::Store`] with [`Error::Conflict`] when every retry conflicted, or
     /// any other store error.
-    pub async fn execute(
+    pub async fn execute(&self, id: &str, command: &A::Command) -> Res<Executed<A::Event>, A> {
+        self.execute_with(id, command, &CommandContext::new()).await
+    }
+
+    /// [`Repository::execute`] with a context: a command id (executing it again returns
+    /// the first result and appends nothing) and metadata for every event it causes.
+    ///
+    /// # Errors
+    /// As [`Repository::execute`].
+    pub async fn execute_with(
         &self,
         id: &str,
         command: &A::Command,
@@ -476,7 +522,19 @@ where
     ///
     /// # Errors
     /// As [`Repository::execute`].
-    pub async fn execute_command(
+    pub async fn execute_command(&self, command: &A::Command) -> Res<Executed<A::Event>, A>
+    where
+        A::Command: Command,
+    {
+        self.execute_command_with(command, &CommandContext::new())
+            .await
+    }
+
+    /// [`Repository::execute_with`] on the aggregate the command names.
+    ///
+    /// # Errors
+    /// As [`Repository::execute`].
+    pub async fn execute_command_with(
         &self,
         command: &A::Command,
         ctx: &CommandContext,
@@ -484,7 +542,8 @@ where
     where
         A::Command: Command,
     {
-        self.execute(&command.aggregate_id(), command, ctx).await
+        self.execute_with(&command.aggregate_id(), command, ctx)
+            .await
     }
 
     async fn execute_on(
@@ -736,12 +795,10 @@ mod tests {
     async fn the_cache_evicts_the_least_recently_used() {
         let repo = Repository::<Note, _>::new(MemStore::new()).cache_capacity(2);
         for id in ["a", "b"] {
-            repo.execute(id, &(), &CommandContext::new()).await.unwrap();
+            repo.execute(id, &()).await.unwrap();
         }
         repo.load("a").await.unwrap(); // a is now the most recently used
-        repo.execute("c", &(), &CommandContext::new())
-            .await
-            .unwrap();
+        repo.execute("c", &()).await.unwrap();
         let cached: Vec<String> = lock(&repo.cache)
             .iter()
             .map(|(k, _)| k.to_string())

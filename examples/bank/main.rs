@@ -24,7 +24,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let id = format!("acc-{}", store.head_position().0);
     let ctx = CommandContext::new().with_metadata(Metadata::new().with_header("user", "example"));
 
-    repo.execute_command(
+    repo.execute_command_with(
         &AccountCommand::Open {
             account: id.clone(),
             owner: "ada".into(),
@@ -33,7 +33,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )
     .await?;
     for amount in [100, 250, 50] {
-        repo.execute_command(
+        repo.execute_command_with(
             &AccountCommand::Deposit {
                 account: id.clone(),
                 amount,
@@ -43,7 +43,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     }
     let before_withdrawal = Timestamp::now();
-    repo.execute_command(
+    repo.execute_command_with(
         &AccountCommand::Withdraw {
             account: id.clone(),
             amount: 120,
@@ -52,7 +52,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )
     .await?;
     match repo
-        .execute_command(
+        .execute_command_with(
             &AccountCommand::Withdraw {
                 account: id.clone(),
                 amount: 10_000,

@@ -87,7 +87,7 @@ proptest! {
             let repo = Repository::<Counter, _>::new(store.clone()).snapshot_every(every);
             let mut all = Vec::new();
             for c in &commands {
-                repo.execute("c1", c, &CommandContext::new()).await.unwrap();
+                repo.execute("c1", c).await.unwrap();
                 all.extend_from_slice(c);
             }
             let expected = fold(&all);
@@ -120,12 +120,8 @@ proptest! {
 async fn multi_event_command_crossing_a_snapshot_boundary() {
     let store = MemStore::new();
     let repo = Repository::<Counter, _>::new(store.clone()).snapshot_every(10);
-    repo.execute("x", &vec![1; 8], &CommandContext::new())
-        .await
-        .unwrap();
-    repo.execute("x", &vec![2, 3, 4, 5, 6], &CommandContext::new())
-        .await
-        .unwrap(); // 9..=13
+    repo.execute("x", &vec![1; 8]).await.unwrap();
+    repo.execute("x", &vec![2, 3, 4, 5, 6]).await.unwrap(); // 9..=13
     // The snapshot is written with the store's next write; a flush waits for it.
     store.flush().await.unwrap();
     let snap = store
@@ -135,9 +131,7 @@ async fn multi_event_command_crossing_a_snapshot_boundary() {
         .unwrap();
     assert_eq!(snap.version, Version(13));
     let fresh = Repository::<Counter, _>::new(store.clone()).cache_capacity(0);
-    repo.execute("x", &vec![7], &CommandContext::new())
-        .await
-        .unwrap();
+    repo.execute("x", &vec![7]).await.unwrap();
     let (state, v) = fresh.load("x").await.unwrap();
     assert_eq!(v, Version(14));
     assert_eq!(state.seen, vec![1, 1, 1, 1, 1, 1, 1, 1, 2, 3, 4, 5, 6, 7]);
@@ -150,9 +144,7 @@ async fn load_as_of_follows_recorded_timestamps() {
     let repo = Repository::<Counter, _>::new(store.clone());
     let mut stamps = Vec::new();
     for i in 0..6u64 {
-        repo.execute("t", &vec![i], &CommandContext::new())
-            .await
-            .unwrap();
+        repo.execute("t", &vec![i]).await.unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }
     for e in store
@@ -193,7 +185,6 @@ async fn concurrent_commands_apply_each_accepted_command_once() {
             account: "a".into(),
             owner: "ada".into(),
         },
-        &CommandContext::new(),
     )
     .await
     .unwrap();
@@ -213,7 +204,6 @@ async fn concurrent_commands_apply_each_accepted_command_once() {
                             account: "a".into(),
                             amount,
                         },
-                        &CommandContext::new(),
                     )
                     .await
                 {
@@ -253,8 +243,8 @@ async fn idempotent_commands() {
         account: "a".into(),
         owner: "ada".into(),
     };
-    let first = repo.execute("a", &open_a, &open).await.unwrap();
-    let again = repo.execute("a", &open_a, &open).await.unwrap();
+    let first = repo.execute_with("a", &open_a, &open).await.unwrap();
+    let again = repo.execute_with("a", &open_a, &open).await.unwrap();
     assert!(again.replayed && !first.replayed);
     assert_eq!(again.events, first.events);
     assert_eq!(again.append, first.append);
@@ -263,19 +253,17 @@ async fn idempotent_commands() {
         account: "a".into(),
         amount: 5,
     };
-    repo.execute("a", &cmd, &dep).await.unwrap();
-    repo.execute("a", &cmd, &dep).await.unwrap();
+    repo.execute_with("a", &cmd, &dep).await.unwrap();
+    repo.execute_with("a", &cmd, &dep).await.unwrap();
     // Through another repository (no shared cache) too.
     Repository::<Account, _>::new(store.clone())
-        .execute("a", &cmd, &dep)
+        .execute_with("a", &cmd, &dep)
         .await
         .unwrap();
     assert_eq!(store.head_position(), Position(2));
     assert_eq!(repo.load("a").await.unwrap().0.balance, 5);
     // Without a command id, the same command appends again.
-    repo.execute("a", &cmd, &CommandContext::new())
-        .await
-        .unwrap();
+    repo.execute("a", &cmd).await.unwrap();
     assert_eq!(repo.load("a").await.unwrap().0.balance, 10);
 }
 
@@ -291,7 +279,7 @@ async fn metadata_propagates_to_every_event() {
             .with_correlation_id(corr)
             .with_header("user", "ada"),
     );
-    repo.execute("m", &vec![1, 2, 3], &ctx).await.unwrap();
+    repo.execute_with("m", &vec![1, 2, 3], &ctx).await.unwrap();
     let history: Vec<HistoryEntry<CounterEvent>> = repo.history("m").await.unwrap();
     assert_eq!(history.len(), 3);
     for (i, h) in history.iter().enumerate() {
@@ -320,9 +308,7 @@ async fn bad_snapshots_fall_back_to_replay() {
     let repo = Repository::<Counter, _>::new(store.clone())
         .cache_capacity(0)
         .load_snapshots(true);
-    repo.execute("s", &vec![1, 2, 3], &CommandContext::new())
-        .await
-        .unwrap();
+    repo.execute("s", &vec![1, 2, 3]).await.unwrap();
     let stream = StreamId::new("counter-s").unwrap();
     let garbage = Snapshot::new(
         Version(3),
@@ -528,13 +514,10 @@ async fn execute_command_uses_the_derived_id() {
     let disk = MemDisk::new();
     let store = MemStore::open(disk).unwrap();
     let repo = Repository::<Account, _>::new(store.clone());
-    repo.execute_command(
-        &AccountCommand::Open {
-            account: "z9".into(),
-            owner: "ada".into(),
-        },
-        &CommandContext::new(),
-    )
+    repo.execute_command(&AccountCommand::Open {
+        account: "z9".into(),
+        owner: "ada".into(),
+    })
     .await
     .unwrap();
     assert_eq!(
@@ -607,7 +590,7 @@ async fn two_repositories_decide_on_current_state<S: EventStore + SnapshotStore>
     let run = |repo: &Repository<Switch, S>, cmd: SwitchCommand| {
         let repo = repo.clone();
         let ctx = ctx.clone();
-        async move { repo.execute("1", &cmd, &ctx).await }
+        async move { repo.execute_with("1", &cmd, &ctx).await }
     };
     assert_eq!(
         run(&a, SwitchCommand::On).await.unwrap().version,
@@ -672,20 +655,30 @@ async fn executed_counts_attempts_and_stream_ids_give_aggregate_ids() {
     let b = Repository::<Switch, _>::new(store.clone());
     let ctx = CommandContext::new();
     assert_eq!(
-        a.execute("1", &SwitchCommand::Toggle, &ctx)
+        a.execute_with("1", &SwitchCommand::Toggle, &ctx)
             .await
             .unwrap()
             .attempts,
         1
     );
     // B moves the stream on; A's cached version conflicts once, then A decides again.
-    b.execute("1", &SwitchCommand::Toggle, &ctx).await.unwrap();
-    let done = a.execute("1", &SwitchCommand::Toggle, &ctx).await.unwrap();
+    b.execute_with("1", &SwitchCommand::Toggle, &ctx)
+        .await
+        .unwrap();
+    let done = a
+        .execute_with("1", &SwitchCommand::Toggle, &ctx)
+        .await
+        .unwrap();
     assert_eq!((done.attempts, done.version), (2, Version(3)));
     // A replayed command id: no decision at all.
     let once = CommandContext::new().with_command_id(Uuid::now_v7());
-    a.execute("1", &SwitchCommand::Toggle, &once).await.unwrap();
-    let again = a.execute("1", &SwitchCommand::Toggle, &once).await.unwrap();
+    a.execute_with("1", &SwitchCommand::Toggle, &once)
+        .await
+        .unwrap();
+    let again = a
+        .execute_with("1", &SwitchCommand::Toggle, &once)
+        .await
+        .unwrap();
     assert!(again.replayed && again.attempts == 0);
 
     let stream = a.stream_id("1").unwrap();
