@@ -1083,7 +1083,7 @@ async fn soak(args: &Args) {
         let mut lags = String::new();
         let mut parked = 0;
         for h in runner.handles() {
-            let s = h.status();
+            let s = h.status().await.unwrap();
             max_lag = max_lag.max(s.lag);
             parked += s.parked;
             lags.push_str(&format!("\"{}\":{},", s.name, s.lag));

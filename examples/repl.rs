@@ -139,7 +139,7 @@ impl App {
             Cmd::Log(n, follow) => self.log(n, follow, out).await?,
             Cmd::Projections => {
                 for h in self.runner.handles() {
-                    let s = h.status();
+                    let s = h.status().await.map_err(|e| e.to_string())?;
                     writeln!(
                         out,
                         "{:<14} checkpoint {:<7} lag {:<6} parked {:<3} {:?}",
@@ -151,7 +151,7 @@ impl App {
             Cmd::Parked => {
                 let mut any = false;
                 for h in self.runner.handles() {
-                    for p in h.parked().map_err(|e| e.to_string())? {
+                    for p in h.parked().await.map_err(|e| e.to_string())? {
                         any = true;
                         writeln!(
                             out,

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 
 use annals::VersionRange;
 use annals::prelude::*;
-use annals::projections::{Checkpoint, ParkedStore};
+use annals::projections::{ParkedStore, kv_read_models, search_checkpoint};
 use annals::store::{StoreConfig, is_store_dir, verify};
 use annals_cli::{Batcher, Line, parse_line};
 use clap::{Parser, Subcommand};
@@ -193,16 +193,9 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 .open()
                 .map_err(|e| format!("cannot open {}: {e}", rm.display()))?;
             if matches!(cli.command, Command::Projections) {
-                for name in db.tree_names() {
-                    let name = String::from_utf8_lossy(&name).into_owned();
-                    let Some(model) = name.strip_prefix("kv/") else {
-                        continue;
-                    };
-                    let tree = db.open_tree(&name).map_err(|e| e.to_string())?;
-                    let cp = match tree.get(b"c").map_err(|e| e.to_string())? {
-                        Some(v) => bincode_checkpoint(&v)?,
-                        None => Checkpoint::default(),
-                    };
+                let models = kv_read_models(&db).map_err(|e| e.to_string())?;
+                for (model, cp) in models {
+                    let cp = cp.unwrap_or_default();
                     writeln!(
                         out,
                         "{model:<20} checkpoint {:<8} version {:<3} lag {}",
@@ -212,13 +205,17 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                     )
                     .map_err(io)?;
                 }
-                let search = cli.data.join("search");
-                if let Ok(current) = std::fs::read_to_string(search.join("CURRENT")) {
+                let search =
+                    search_checkpoint(cli.data.join("search")).map_err(|e| e.to_string())?;
+                if let Some((generation, cp)) = search {
+                    let cp = cp.unwrap_or_default();
                     writeln!(
                         out,
-                        "{:<20} generation {} (checkpoint in the index's commit payload)",
+                        "{:<20} checkpoint {:<8} version {:<3} lag {} (index generation {generation})",
                         "search",
-                        current.trim()
+                        cp.position,
+                        cp.version,
+                        head.0.saturating_sub(cp.position.0)
                     )
                     .map_err(io)?;
                 }
@@ -317,11 +314,6 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn bincode_checkpoint(bytes: &[u8]) -> Result<Checkpoint, String> {
-    annals::projections::KvReadModel::<String, ()>::decode_checkpoint(bytes)
-        .map_err(|e| e.to_string())
 }
 
 /// Appends one run of a stream's events, expecting the stream at the version before them

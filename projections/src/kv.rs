@@ -14,6 +14,8 @@ use crate::projection::{Checkpoint, Projection};
 
 const DATA: u8 = b'd';
 const CHECKPOINT_KEY: &[u8] = b"c";
+/// The sled tree of read model `name` is `kv/<name>`.
+const TREE_PREFIX: &str = "kv/";
 
 fn config() -> impl bincode::config::Config {
     // Big-endian fixed-width integers keep integer keys in numeric order.
@@ -72,7 +74,9 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> KvReadMod
     /// sled errors.
     pub fn open(db: &sled::Db, name: &str) -> Result<Self, ProjectionError> {
         Ok(Self {
-            tree: db.open_tree(format!("kv/{name}")).map_err(sled_err)?,
+            tree: db
+                .open_tree(format!("{TREE_PREFIX}{name}"))
+                .map_err(sled_err)?,
             _types: PhantomData,
         })
     }
@@ -133,14 +137,6 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> KvReadMod
             Some(v) => decode(&v).map(Some),
             None => Ok(None),
         }
-    }
-
-    /// Decodes a stored checkpoint value (for tools reading a read model's tree directly).
-    ///
-    /// # Errors
-    /// An undecodable checkpoint.
-    pub fn decode_checkpoint(bytes: &[u8]) -> Result<Checkpoint, ProjectionError> {
-        decode(bytes)
     }
 
     /// Applies `writes` and the checkpoint in one atomic sled batch.
@@ -217,6 +213,32 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> KvWriter<
         self.pending.insert(data_key(key)?, None);
         Ok(())
     }
+}
+
+/// The key-value read models stored in `db` (by name, as passed to [`KvReadModel::open`],
+/// in name order) with their checkpoints (`None`: nothing applied yet): for tools that report on read
+/// models without knowing their key and value types.
+///
+/// # Errors
+/// sled errors, or an undecodable checkpoint.
+pub fn kv_read_models(db: &sled::Db) -> Result<Vec<(String, Option<Checkpoint>)>, ProjectionError> {
+    let mut out = Vec::new();
+    for name in db.tree_names() {
+        let Some(model) = std::str::from_utf8(&name)
+            .ok()
+            .and_then(|n| n.strip_prefix(TREE_PREFIX))
+        else {
+            continue;
+        };
+        let tree = db.open_tree(&name).map_err(sled_err)?;
+        let checkpoint = match tree.get(CHECKPOINT_KEY).map_err(sled_err)? {
+            Some(v) => Some(decode(&v)?),
+            None => None,
+        };
+        out.push((model.to_owned(), checkpoint));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
 }
 
 /// The event handler of a key-value projection: turns one event into reads and writes.

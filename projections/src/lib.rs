@@ -64,6 +64,8 @@ mod kv;
 mod leader;
 mod parked;
 #[cfg(feature = "postgres")]
+mod pg_parked;
+#[cfg(feature = "postgres")]
 mod postgres;
 mod projection;
 mod runner;
@@ -104,9 +106,11 @@ pub mod fuzzing {
         crate::search::decode_payload(payload)
     }
 }
-pub use kv::{KvProjection, KvProjector, KvReadModel, KvWriter};
+pub use kv::{KvProjection, KvProjector, KvReadModel, KvWriter, kv_read_models};
 pub use leader::{Leadership, Lease};
-pub use parked::{Parked, ParkedStore};
+pub use parked::{DeadLetters, Parked, ParkedStore};
+#[cfg(feature = "postgres")]
+pub use pg_parked::PgDeadLetters;
 #[cfg(feature = "postgres")]
 pub use postgres::{PgLeadership, PgProjector, PgReadModel};
 pub use projection::{Checkpoint, Projection};
@@ -120,7 +124,7 @@ pub use tokio_postgres;
 
 pub use search::{
     CurrentDoc, FastFilter, Hit, SearchConfig, SearchIndex, SearchOp, SearchProjection,
-    SearchProjector,
+    SearchProjector, search_checkpoint,
 };
 
 /// tantivy, re-exported so that schemas and documents are built with the same version.

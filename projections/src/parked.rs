@@ -1,7 +1,13 @@
 //! The dead-letter list: events a projection could not apply, parked with their error.
+//!
+//! The runner reaches it through the [`DeadLetters`] trait: [`ParkedStore`] keeps it in a
+//! sled tree beside the read models of one process; `PgDeadLetters` (feature `postgres`)
+//! keeps it in PostgreSQL, so parked events survive a leader failover between processes.
 
 use annals_core::{Position, RecordedEvent, Timestamp};
 use serde::{Deserialize, Serialize};
+
+use async_trait::async_trait;
 
 use crate::error::{ProjectionError, sled_err};
 
@@ -43,6 +49,77 @@ impl Parked {
             attempts,
             parked_at: Timestamp::now(),
         }
+    }
+}
+
+/// Where parked events live. Stored as a trait object by the runner, hence `async-trait`.
+/// Every method is per projection; `park` is durable when it returns (the runner moves the
+/// checkpoint past a parked event only after that).
+#[async_trait]
+pub trait DeadLetters: Send + Sync + 'static {
+    /// Records `parked` (replacing an earlier record of the same event), durably.
+    async fn park(&self, parked: &Parked) -> Result<(), ProjectionError>;
+
+    /// The parked event of `projection` at `position`.
+    async fn get(
+        &self,
+        projection: &str,
+        position: Position,
+    ) -> Result<Option<Parked>, ProjectionError>;
+
+    /// Every parked event of `projection`, by position.
+    async fn list(&self, projection: &str) -> Result<Vec<Parked>, ProjectionError>;
+
+    /// How many events `projection` has parked.
+    async fn count(&self, projection: &str) -> Result<usize, ProjectionError>;
+
+    /// Removes the record; true if there was one.
+    async fn remove(&self, projection: &str, position: Position) -> Result<bool, ProjectionError>;
+
+    /// Removes every record of `projection` (when its read model is rebuilt).
+    async fn clear(&self, projection: &str) -> Result<(), ProjectionError>;
+}
+
+/// Runs a sled call that may flush on a blocking thread.
+async fn off_executor<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ProjectionError> + Send + 'static,
+) -> Result<T, ProjectionError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ProjectionError::read_model(format!("dead-letter task failed: {e}")))?
+}
+
+#[async_trait]
+impl DeadLetters for ParkedStore {
+    async fn park(&self, parked: &Parked) -> Result<(), ProjectionError> {
+        let (this, parked) = (self.clone(), parked.clone());
+        off_executor(move || this.put(&parked)).await
+    }
+
+    async fn get(
+        &self,
+        projection: &str,
+        position: Position,
+    ) -> Result<Option<Parked>, ProjectionError> {
+        ParkedStore::get(self, projection, position)
+    }
+
+    async fn list(&self, projection: &str) -> Result<Vec<Parked>, ProjectionError> {
+        ParkedStore::list(self, projection)
+    }
+
+    async fn count(&self, projection: &str) -> Result<usize, ProjectionError> {
+        Ok(ParkedStore::count(self, projection))
+    }
+
+    async fn remove(&self, projection: &str, position: Position) -> Result<bool, ProjectionError> {
+        let (this, projection) = (self.clone(), projection.to_owned());
+        off_executor(move || ParkedStore::remove(&this, &projection, position)).await
+    }
+
+    async fn clear(&self, projection: &str) -> Result<(), ProjectionError> {
+        let (this, projection) = (self.clone(), projection.to_owned());
+        off_executor(move || ParkedStore::clear(&this, &projection)).await
     }
 }
 

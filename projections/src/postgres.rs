@@ -55,7 +55,7 @@ fn projector_err(what: &str, e: HandlerError) -> ProjectionError {
 }
 
 /// Opens a connection driven by its own task.
-async fn connect(connect: &str) -> Result<(Client, JoinHandle<()>), ProjectionError> {
+pub(crate) async fn connect(connect: &str) -> Result<(Client, JoinHandle<()>), ProjectionError> {
     let (client, connection) = tokio_postgres::connect(connect, NoTls).await.map_err(pg)?;
     let task = tokio::spawn(async move {
         if let Err(e) = connection.await {
@@ -66,7 +66,7 @@ async fn connect(connect: &str) -> Result<(Client, JoinHandle<()>), ProjectionEr
 }
 
 /// Schema names are spliced into SQL, so only plain identifiers are allowed.
-fn valid_schema(name: &str) -> Result<(), ProjectionError> {
+pub(crate) fn valid_schema(name: &str) -> Result<(), ProjectionError> {
     let ok = !name.is_empty()
         && name.len() <= 50
         && name
@@ -234,7 +234,7 @@ impl<P> Drop for PgReadModel<P> {
 }
 
 /// The connection in `slot`, reopened if it was lost; `true` when it was reopened.
-async fn ensure<'a>(
+pub(crate) async fn ensure<'a>(
     slot: &'a mut Option<(Client, JoinHandle<()>)>,
     url: &str,
 ) -> Result<(&'a mut Client, bool), ProjectionError> {
@@ -371,9 +371,12 @@ impl<P: PgProjector> Projection for PgReadModel<P> {
             expected: expected.unwrap_or(Position::NONE),
         };
         // Events at or below the stored checkpoint are applied already (by another worker,
-        // or by a commit whose outcome this one never heard).
+        // or by a commit whose outcome this one never heard) — unless the checkpoint stays
+        // where it is: that is the runner retrying a parked event, which was skipped, not
+        // applied.
         if let (Some(first), Some(at)) = (events.first(), expected)
             && first.position <= at
+            && checkpoint.position != at
         {
             self.known = None;
             return Err(fenced(expected));

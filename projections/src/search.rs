@@ -429,6 +429,31 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| tantivy_err(format!("index task failed: {e}")))?
 }
 
+/// The search index stored under `base` (the directory given to [`SearchProjection::open`]):
+/// its generation and the checkpoint of its last commit, or `None` when there is no index.
+/// Opens the index read-only, so it works beside a running projection: for tools that
+/// report on read models.
+///
+/// # Errors
+/// An index that cannot be read, or an undecodable checkpoint.
+pub fn search_checkpoint(
+    base: impl AsRef<Path>,
+) -> Result<Option<(u64, Option<Checkpoint>)>, ProjectionError> {
+    let base = base.as_ref();
+    let Some(number) = read_current(base) else {
+        return Ok(None);
+    };
+    let dir = base.join(format!("gen-{number}"));
+    if !dir.join("meta.json").exists() {
+        return Ok(Some((number, None)));
+    }
+    let index =
+        Index::open(MmapDirectory::open(&dir).map_err(tantivy_err)?).map_err(tantivy_err)?;
+    let metas = index.load_metas().map_err(tantivy_err)?;
+    let checkpoint = metas.payload.as_deref().map(decode_payload).transpose()?;
+    Ok(Some((number, checkpoint)))
+}
+
 fn current_file(base: &Path) -> PathBuf {
     base.join("CURRENT")
 }

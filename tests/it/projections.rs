@@ -80,7 +80,7 @@ proptest! {
             let live = model.entries().unwrap();
             check_once(&live);
             assert_eq!(live, rebuilt(&store, head).await);
-            assert_eq!(h.status().lag, 0);
+            assert_eq!(h.lag(), 0);
             runner.shutdown().await;
         });
     }
@@ -110,22 +110,22 @@ async fn poison_event_is_retried_parked_and_retried_after_a_fix() {
     }
     let head = append(&store, "b-1", 1, "Add").await.last_position;
     h.wait_for(head, Duration::from_secs(10)).await.unwrap();
-    let parked = h.parked().unwrap();
+    let parked = h.parked().await.unwrap();
     assert_eq!(parked.len(), 1);
     assert_eq!(parked[0].position, bad);
     assert_eq!(parked[0].attempts, 3);
     assert!(parked[0].error.contains("cannot handle poison"));
-    assert_eq!(h.status().parked, 1);
+    assert_eq!(h.status().await.unwrap().parked, 1);
     // No other event was skipped.
     assert_eq!(model.get(&"a-1".to_string()).unwrap(), Some((10, 10, 20)));
     assert_eq!(model.get(&"b-1".to_string()).unwrap(), Some((1, 2, 1)));
     // A retry while still broken keeps the record and counts the attempt.
     assert!(h.retry_parked(bad).await.is_err());
-    assert_eq!(h.parked().unwrap()[0].attempts, 4);
+    assert_eq!(h.parked().await.unwrap()[0].attempts, 4);
     // Fixed: the retry applies it and the record goes.
     poison.store(false, Ordering::SeqCst);
     h.retry_parked(bad).await.unwrap();
-    assert!(h.parked().unwrap().is_empty());
+    assert!(h.parked().await.unwrap().is_empty());
     let (count, _, sum) = model.get(&"b-1".to_string()).unwrap().unwrap();
     assert_eq!((count, sum), (2, 101));
     assert!(matches!(
@@ -141,8 +141,8 @@ async fn poison_event_is_retried_parked_and_retried_after_a_fix() {
         h.wait_for_applied(bad2, Duration::from_secs(10)).await,
         Err(ProjectionError::Parked { position, .. }) if position == bad2
     ));
-    h.discard_parked(bad2).unwrap();
-    assert!(h.parked().unwrap().is_empty());
+    h.discard_parked(bad2).await.unwrap();
+    assert!(h.parked().await.unwrap().is_empty());
     runner.shutdown().await;
 }
 
@@ -169,7 +169,7 @@ async fn stop_policy_stops_and_resume_retries() {
         other => panic!("expected Stopped, got {other:?}"),
     }
     assert_eq!(h.checkpoint(), Position(bad.0 - 1));
-    assert!(matches!(h.status().state, WorkerState::Stopped { .. }));
+    assert!(matches!(h.state(), WorkerState::Stopped { .. }));
     poison.store(false, Ordering::SeqCst);
     h.resume().await.unwrap();
     h.wait_for(after, Duration::from_secs(10)).await.unwrap();
@@ -263,7 +263,7 @@ async fn wait_for_lag_pause_resume_and_reset() {
         }
         other => panic!("expected a timeout, got {other:?}"),
     }
-    let status = h.status();
+    let status = h.status().await.unwrap();
     assert_eq!(status.lag, 4);
     assert_eq!(status.state, WorkerState::Paused);
     h.resume().await.unwrap();
@@ -381,5 +381,26 @@ async fn read_model_as_of_a_position() {
     assert_eq!(
         model.get(&"asof-1".to_string()).unwrap(),
         Some((30, 30, (1..=30).sum()))
+    );
+}
+
+/// A tool lists the key-value read models of a database and their checkpoints without
+/// knowing their key and value types.
+#[tokio::test]
+async fn kv_read_models_lists_models_and_checkpoints() {
+    let store = MemStore::new();
+    let db = temp_db();
+    let a = KvReadModel::<String, (u64, u64, u64)>::open(&db, "a").unwrap();
+    let _b = KvReadModel::<String, u64>::open(&db, "b").unwrap();
+    let last = append(&store, "s-1", 3, "E").await.last_position;
+    let mut projection = KvProjection::new(PerStream::new("a"), a);
+    project_to_head(&store, &mut projection, 10).await.unwrap();
+    let models = kv_read_models(&db).unwrap();
+    assert_eq!(
+        models,
+        vec![
+            ("a".to_string(), Some(Checkpoint::at(last, 1))),
+            ("b".to_string(), None)
+        ]
     );
 }

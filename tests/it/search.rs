@@ -303,3 +303,22 @@ async fn a_new_projection_version_rebuilds_on_start() {
     assert_eq!(index.num_docs(), 30);
     runner.shutdown().await;
 }
+
+/// A tool reads the stored index's checkpoint without the projector's types.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_checkpoint_reads_a_stored_index() {
+    let store = MemStore::new();
+    let dir = tempfile::tempdir().unwrap();
+    assert!(search_checkpoint(dir.path()).unwrap().is_none());
+    let mut projection =
+        SearchProjection::open(TicketSearch::default(), dir.path(), config()).unwrap();
+    let mut last = Position::NONE;
+    for n in 0..5 {
+        last = put_generated(&store, n).await;
+    }
+    project_to_head(&store, &mut projection, 100).await.unwrap();
+    projection.commit().await.unwrap();
+    let (generation, checkpoint) = search_checkpoint(dir.path()).unwrap().unwrap();
+    assert_eq!(generation, 1);
+    assert_eq!(checkpoint.map(|c| c.position), Some(last));
+}

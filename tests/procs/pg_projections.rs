@@ -133,7 +133,7 @@ fn pg_projection_child() {
         tokio::spawn(async move {
             let mut last = None;
             loop {
-                let state = watcher.status().state;
+                let state = watcher.state();
                 if last.as_ref() != Some(&state) {
                     println!("STATE {state:?}");
                     last = Some(state);
@@ -187,7 +187,7 @@ fn pg_projection_child() {
             std::io::stdin().read_line(&mut line)
         })
         .await;
-        println!("FINAL {:?}", handle.status().state);
+        println!("FINAL {:?}", handle.state());
         runner.shutdown().await;
     });
 }
@@ -534,6 +534,135 @@ fn racing_workers_without_leadership_apply_each_event_once() {
             runner.shutdown().await;
         }
         assert_each_once_in_order(&applied(&client, &schema).await, 300);
+        store.drop_schema().await.unwrap();
+    });
+}
+
+/// Fails on `Poison` events until `fixed` is set; records the positions it applied.
+struct Picky {
+    schema: String,
+    fixed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl PgProjector for Picky {
+    fn name(&self) -> &str {
+        "picky"
+    }
+
+    async fn setup(&self, tx: &Transaction<'_>) -> Result<(), HandlerError> {
+        tx.batch_execute(&format!(
+            "CREATE TABLE IF NOT EXISTS {}.picky (position BIGINT PRIMARY KEY)",
+            self.schema
+        ))
+        .await?;
+        Ok(())
+    }
+
+    async fn apply(&self, tx: &Transaction<'_>, e: &RecordedEvent) -> Result<(), HandlerError> {
+        if e.event_type == "Poison" && !self.fixed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(format!("cannot take the poison at {}", e.position).into());
+        }
+        tx.execute(
+            &format!("INSERT INTO {}.picky (position) VALUES ($1)", self.schema),
+            &[&(e.position.0 as i64)],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn clear(&self, tx: &Transaction<'_>) -> Result<(), HandlerError> {
+        tx.batch_execute(&format!("DELETE FROM {}.picky", self.schema))
+            .await?;
+        Ok(())
+    }
+}
+
+/// Parked events live in PostgreSQL (`PgDeadLetters`): the event one leader parked is
+/// listed by the process that takes over, which retries it after the fix.
+#[test]
+fn parked_events_survive_a_leader_failover() {
+    let Some(rt) = parent_runtime() else {
+        return;
+    };
+    rt.block_on(async {
+        let (schema, store, client) = fresh("parked").await;
+        let fixed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let quick = ProjectionConfig::default().retry(
+            RetryPolicy::default()
+                .attempts(2)
+                .initial_backoff(Duration::from_millis(1)),
+        );
+        let runner = || async {
+            let leadership =
+                PgLeadership::new(PG, schema.as_str()).retry_every(Duration::from_millis(50));
+            let parked = PgDeadLetters::open(PG, schema.as_str()).await.unwrap();
+            let runner = ProjectionRunner::with_dead_letters(store.clone(), parked)
+                .with_leadership(leadership);
+            let picky = Picky {
+                schema: schema.clone(),
+                fixed: fixed.clone(),
+            };
+            let model = PgReadModel::open(PG, schema.as_str(), picky).await.unwrap();
+            let handle = runner.start(Box::new(model), quick.clone()).unwrap();
+            (runner, handle)
+        };
+        let (first, first_handle) = runner().await;
+        let mut last = Position::NONE;
+        for ty in ["Ok", "Poison", "Ok"] {
+            last = store
+                .append(
+                    &StreamId::new("order-1").unwrap(),
+                    ExpectedVersion::Any,
+                    vec![EventData::json(ty, &1).unwrap()],
+                )
+                .await
+                .unwrap()
+                .last_position;
+        }
+        first_handle
+            .wait_for(last, Duration::from_secs(30))
+            .await
+            .unwrap();
+        let parked = first_handle.parked().await.unwrap();
+        assert_eq!(parked.len(), 1);
+        assert_eq!(parked[0].position, Position(2));
+        assert!(parked[0].error.contains("cannot take the poison"));
+        assert!(matches!(
+            first_handle
+                .wait_for_applied(Position(2), Duration::from_secs(1))
+                .await,
+            Err(ProjectionError::Parked { .. })
+        ));
+        // The leader goes; a new process leads and still knows the parked event.
+        first.shutdown().await;
+        let (second, second_handle) = runner().await;
+        // A standby shows the leader's checkpoint: wait until this one leads.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while second_handle.state() != WorkerState::Running {
+            assert!(Instant::now() < deadline, "the new process never led");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        second_handle
+            .wait_for(last, Duration::from_secs(30))
+            .await
+            .unwrap();
+        let status = second_handle.status().await.unwrap();
+        assert_eq!((status.parked, status.checkpoint), (1, last));
+        fixed.store(true, std::sync::atomic::Ordering::SeqCst);
+        second_handle.retry_parked(Position(2)).await.unwrap();
+        assert!(second_handle.parked().await.unwrap().is_empty());
+        let rows: Vec<i64> = client
+            .query(
+                &format!("SELECT position FROM {schema}.picky ORDER BY position"),
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(rows, vec![1, 2, 3]);
+        second.shutdown().await;
         store.drop_schema().await.unwrap();
     });
 }

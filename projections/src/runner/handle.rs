@@ -7,7 +7,7 @@ use annals_core::Position;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::error::ProjectionError;
-use crate::parked::{Parked, ParkedStore};
+use crate::parked::{DeadLetters, Parked};
 
 /// What a worker is doing.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,7 +89,7 @@ pub struct ProjectionHandle {
     pub(super) control: mpsc::Sender<Control>,
     pub(super) state: watch::Receiver<(Position, WorkerState)>,
     pub(super) head: Arc<dyn Fn() -> Position + Send + Sync>,
-    pub(super) parked: ParkedStore,
+    pub(super) parked: Arc<dyn DeadLetters>,
 }
 
 impl ProjectionHandle {
@@ -99,17 +99,25 @@ impl ProjectionHandle {
     }
 
     /// Checkpoint, head, lag, state and parked count now.
-    pub fn status(&self) -> Status {
+    ///
+    /// # Errors
+    /// The dead-letter list's error counting parked events.
+    pub async fn status(&self) -> Result<Status, ProjectionError> {
         let (checkpoint, state) = self.state.borrow().clone();
         let head = (self.head)();
-        Status {
+        Ok(Status {
             name: self.name.clone(),
             checkpoint,
             head,
             lag: head.0.saturating_sub(checkpoint.0),
             state,
-            parked: self.parked.count(&self.name),
-        }
+            parked: self.parked.count(&self.name).await?,
+        })
+    }
+
+    /// What the worker is doing now.
+    pub fn state(&self) -> WorkerState {
+        self.state.borrow().1.clone()
     }
 
     /// The last position applied (or parked).
@@ -178,7 +186,7 @@ impl ProjectionHandle {
         timeout: Duration,
     ) -> Result<(), ProjectionError> {
         self.wait_for(position, timeout).await?;
-        match self.parked.get(&self.name, position)? {
+        match self.parked.get(&self.name, position).await? {
             Some(p) => Err(ProjectionError::Parked {
                 projection: self.name.clone(),
                 position,
@@ -242,9 +250,9 @@ impl ProjectionHandle {
     /// The parked events.
     ///
     /// # Errors
-    /// sled errors reading the dead-letter list.
-    pub fn parked(&self) -> Result<Vec<Parked>, ProjectionError> {
-        self.parked.list(&self.name)
+    /// The dead-letter list's errors.
+    pub async fn parked(&self) -> Result<Vec<Parked>, ProjectionError> {
+        self.parked.list(&self.name).await
     }
 
     /// Applies the parked event at `position` again (after a fix); on success it leaves the
@@ -262,9 +270,9 @@ impl ProjectionHandle {
     /// Drops the parked event at `position` from the list.
     ///
     /// # Errors
-    /// [`ProjectionError::NotParked`], or sled errors.
-    pub fn discard_parked(&self, position: Position) -> Result<(), ProjectionError> {
-        if self.parked.remove(&self.name, position)? {
+    /// [`ProjectionError::NotParked`], or the dead-letter list's errors.
+    pub async fn discard_parked(&self, position: Position) -> Result<(), ProjectionError> {
+        if self.parked.remove(&self.name, position).await? {
             Ok(())
         } else {
             Err(ProjectionError::NotParked(position))

@@ -23,7 +23,7 @@ pub use handle::{Progress, ProgressFn, ProjectionHandle, Status, WorkerState};
 
 use crate::error::ProjectionError;
 use crate::leader::Leadership;
-use crate::parked::ParkedStore;
+use crate::parked::{DeadLetters, ParkedStore};
 use crate::projection::{Checkpoint, Projection};
 use handle::Control;
 use worker::Worker;
@@ -37,23 +37,30 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// checkpoint stays consistent with its read model because each batch commits atomically.
 pub struct ProjectionRunner<S> {
     store: S,
-    parked: ParkedStore,
+    parked: Arc<dyn DeadLetters>,
     leadership: Option<Arc<dyn Leadership>>,
     workers: Mutex<HashMap<String, (ProjectionHandle, JoinHandle<()>)>>,
 }
 
 impl<S: EventStore> ProjectionRunner<S> {
-    /// A runner over `store`, keeping its dead-letter list in `db`.
+    /// A runner over `store`, keeping its dead-letter list in `db` (a [`ParkedStore`]).
     ///
     /// # Errors
     /// sled errors opening the dead-letter tree.
     pub fn new(store: S, db: &sled::Db) -> Result<Self, ProjectionError> {
-        Ok(Self {
+        Ok(Self::with_dead_letters(store, ParkedStore::open(db)?))
+    }
+
+    /// A runner over `store` keeping its dead-letter list in `dead_letters`: for read models
+    /// outside sled (PostgreSQL's `PgDeadLetters`, where parked events survive a leader
+    /// failover), no sled database needed.
+    pub fn with_dead_letters(store: S, dead_letters: impl DeadLetters) -> Self {
+        Self {
             store,
-            parked: ParkedStore::open(db)?,
+            parked: Arc::new(dead_letters),
             leadership: None,
             workers: Mutex::new(HashMap::new()),
-        })
+        }
     }
 
     /// Runs each projection only while `leadership` grants this process its lease: for
@@ -96,14 +103,14 @@ impl<S: EventStore> ProjectionRunner<S> {
             control: control_tx,
             state: state_rx,
             head: Arc::new(move || head_store.head_position()),
-            parked: self.parked.clone(),
+            parked: Arc::clone(&self.parked),
         };
         let worker = Worker::new(
             name.clone(),
             store,
             projection,
             config,
-            self.parked.clone(),
+            Arc::clone(&self.parked),
             state_tx,
             control_rx,
             self.leadership.clone(),

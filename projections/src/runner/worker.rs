@@ -13,7 +13,7 @@ use super::config::{FailurePolicy, ProjectionConfig};
 use super::handle::{Control, Progress, ProgressFn, Rebuild, RebuildReply, WorkerState};
 use crate::error::ProjectionError;
 use crate::leader::{Leadership, Lease};
-use crate::parked::{Parked, ParkedStore};
+use crate::parked::{DeadLetters, Parked};
 use crate::projection::{Checkpoint, Projection};
 
 /// What a worker is doing.
@@ -107,7 +107,7 @@ pub(super) struct Worker<S> {
     store: S,
     projection: Box<dyn Projection>,
     config: ProjectionConfig,
-    parked: ParkedStore,
+    parked: Arc<dyn DeadLetters>,
     state: watch::Sender<(Position, WorkerState)>,
     control: mpsc::Receiver<Control>,
     checkpoint: Position,
@@ -139,7 +139,7 @@ impl<S: EventStore> Worker<S> {
         store: S,
         projection: Box<dyn Projection>,
         config: ProjectionConfig,
-        parked: ParkedStore,
+        parked: Arc<dyn DeadLetters>,
         state: watch::Sender<(Position, WorkerState)>,
         control: mpsc::Receiver<Control>,
         leadership: Option<Arc<dyn Leadership>>,
@@ -431,7 +431,7 @@ impl<S: EventStore> Worker<S> {
             let _ = reply.send(Err(e));
             return;
         }
-        if let Err(e) = self.parked.clear(&self.name) {
+        if let Err(e) = self.parked.clear(&self.name).await {
             tracing::warn!(error = %e, "cannot clear parked events for the rebuild");
         }
         self.checkpoint = Position::NONE;
@@ -467,21 +467,21 @@ impl<S: EventStore> Worker<S> {
     }
 
     async fn retry_parked(&mut self, position: Position) -> Result<(), ProjectionError> {
-        let Some(mut record) = self.parked.get(&self.name, position)? else {
+        let Some(mut record) = self.parked.get(&self.name, position).await? else {
             return Err(ProjectionError::NotParked(position));
         };
         let events = self.store.read_all(position, 1).await?;
         let cp = self.checkpoint_at(self.checkpoint);
         match self.projection.apply(&events, cp).await {
             Ok(()) => {
-                self.parked.remove(&self.name, position)?;
+                self.parked.remove(&self.name, position).await?;
                 Ok(())
             }
             Err(e) => {
                 record.attempts += 1;
                 record.error = e.to_string();
                 record.parked_at = Timestamp::now();
-                self.parked.put(&record)?;
+                self.parked.park(&record).await?;
                 Err(e)
             }
         }
@@ -568,7 +568,7 @@ impl<S: EventStore> Worker<S> {
             let record = Parked::new(self.name.clone(), event, err.to_string(), attempts);
             tracing::warn!(position = event.position.0, error = %err, "parking event");
             let cp = self.checkpoint_at(event.position);
-            let parked = match self.parked.put(&record) {
+            let parked = match self.parked.park(&record).await {
                 Ok(()) => self.apply_with_retry(&[], cp).await.map_err(|(e, _)| e),
                 Err(e) => Err(e),
             };
