@@ -31,13 +31,11 @@ use std::time::Instant;
 use annals::prelude::*;
 use annals::store::format;
 
-#[path = "../examples/bank/domain.rs"]
-mod domain;
+use annals_example_domain::bank as domain;
 
 use domain::{Account, AccountCommand, AccountEvent};
 
-#[path = "../examples/support/tickets.rs"]
-mod tickets;
+use annals_example_domain::tickets;
 
 struct Args {
     workload: String,

@@ -11,11 +11,7 @@
 // A program: it talks to the terminal.
 #![allow(clippy::print_stderr, clippy::print_stdout)]
 
-#[path = "support/tickets.rs"]
-mod tickets;
-
-#[path = "support/repl_cmd.rs"]
-mod repl_cmd;
+use annals_example_domain::{repl_cmd, tickets};
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};

@@ -5,7 +5,7 @@
 //! cargo run --example bank [-- DATA_DIR]
 //! ```
 
-mod domain;
+use annals_example_domain::bank as domain;
 
 use std::io::Write;
 

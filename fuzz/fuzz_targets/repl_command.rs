@@ -1,10 +1,7 @@
 //! The REPL's command parser: any line is a command or a one-line error.
 #![no_main]
 
-#[path = "../../examples/support/repl_cmd.rs"]
-mod repl_cmd;
-#[path = "../../examples/support/tickets.rs"]
-mod tickets;
+use annals_example_domain::repl_cmd;
 
 use libfuzzer_sys::fuzz_target;
 

@@ -9,12 +9,8 @@
 mod common;
 
 // The example domains the tests share.
-#[path = "../../examples/bank/domain.rs"]
-mod domain;
-#[path = "../../examples/support/repl_cmd.rs"]
-mod repl_cmd;
-#[path = "../../examples/support/tickets.rs"]
-mod tickets;
+use annals_example_domain::bank as domain;
+use annals_example_domain::{repl_cmd, tickets};
 
 // `regression` first: the named regressions of earlier shrunk failures.
 mod regression;

@@ -9,8 +9,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
-#[path = "../../examples/support/tickets.rs"]
-mod tickets;
+use annals_example_domain::tickets;
 
 mod crash;
 mod pg_projections;

@@ -1,5 +1,4 @@
 //! The bank-account domain shared by the `bank` example, the benches and the tests.
-#![allow(unreachable_pub, dead_code)]
 
 use annals::prelude::*;
 use serde::{Deserialize, Serialize};

@@ -1,6 +1,5 @@
 //! The REPL's command language: parsing one line into a [`Cmd`]. Kept apart from the REPL so
 //! that tests and the fuzzer can drive it without a store.
-#![allow(dead_code, unreachable_pub)]
 
 use std::time::{Duration, SystemTime};
 
@@ -8,6 +7,7 @@ use annals::Timestamp;
 
 use crate::tickets::TicketCommand;
 
+/// The result of parsing or running a command: an error is a message for the user.
 pub type Res<T = ()> = Result<T, String>;
 
 /// Commands, with a one-line example each (shown by `help`).
@@ -56,27 +56,44 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
 /// A point in the past.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum At {
+    /// A stream version (`@v<N>`): the ticket as of its N-th event.
     Version(u64),
+    /// A global log position (`@<N>`): everything recorded up to that position.
     Position(u64),
+    /// A moment (`@<RFC 3339 time>` or `@-<duration>` ago): everything recorded by then.
     Time(Timestamp),
 }
 
 /// One parsed command line.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cmd {
+    /// Run a ticket command on the ticket with this id (empty for `open`, which picks a new id).
     Do(String, TicketCommand),
+    /// Show a ticket's state, now or at a point in the past.
     Show(String, Option<At>),
+    /// List every event of a ticket, with its metadata.
     History(String),
+    /// Full-text search for a query, now or at a point in the past.
     Search(String, Option<At>),
+    /// List tickets, optionally grouped by `status` or `assignee`.
     List(Option<String>),
+    /// Print the last N events of the store, or (when true) follow new ones as they arrive.
     Log(usize, bool),
+    /// Show each projection's checkpoint, lag, parked count and state.
     Projections,
+    /// List the events parked by the projections.
     Parked,
+    /// Retry the event a projection parked at a position.
     Retry(String, u64),
+    /// Rebuild a projection from the start of the log.
     Rebuild(String),
+    /// Generate this many tickets.
     Seed(u64),
+    /// Print store, session and search-index statistics.
     Stats,
+    /// Print the list of commands.
     Help,
+    /// Leave the REPL.
     Quit,
 }
 

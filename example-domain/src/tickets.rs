@@ -1,6 +1,5 @@
 //! The support-ticket domain: an aggregate (commands, events, rules), its search read model
 //! and its list read model. Shared by the REPL, the search tests and the benches.
-#![allow(dead_code, unreachable_pub)]
 
 use annals::RecordedEvent;
 use annals::prelude::*;
@@ -16,18 +15,33 @@ use serde::{Deserialize, Serialize};
 pub enum TicketEvent {
     /// A ticket was opened.
     Opened {
+        /// The one-line summary.
         title: String,
+        /// The full description.
         body: String,
+        /// The priority, 1 (highest) to 5.
         priority: u8,
     },
     /// Someone commented.
-    Commented { text: String },
+    Commented {
+        /// What the comment says.
+        text: String,
+    },
     /// It was assigned to someone.
-    Assigned { to: String },
+    Assigned {
+        /// The name of the new assignee.
+        to: String,
+    },
     /// Its priority changed.
-    PriorityChanged { priority: u8 },
+    PriorityChanged {
+        /// The new priority, 1 (highest) to 5.
+        priority: u8,
+    },
     /// It was closed.
-    Closed { reason: String },
+    Closed {
+        /// Why it was closed.
+        reason: String,
+    },
     /// It was opened again.
     Reopened,
 }
@@ -37,18 +51,33 @@ pub enum TicketEvent {
 pub enum TicketCommand {
     /// Open a new ticket.
     Open {
+        /// The one-line summary; must not be empty.
         title: String,
+        /// The full description; may be empty.
         body: String,
+        /// The priority, 1 (highest) to 5.
         priority: u8,
     },
     /// Add a comment.
-    Comment { text: String },
+    Comment {
+        /// What the comment says; must not be empty.
+        text: String,
+    },
     /// Assign it.
-    Assign { to: String },
+    Assign {
+        /// The name of the person to assign it to; must not be empty.
+        to: String,
+    },
     /// Change its priority (1 = highest … 5).
-    ChangePriority { priority: u8 },
+    ChangePriority {
+        /// The new priority, 1 (highest) to 5.
+        priority: u8,
+    },
     /// Close it.
-    Close { reason: String },
+    Close {
+        /// Why it is being closed; must not be empty.
+        reason: String,
+    },
     /// Reopen it.
     Reopen,
 }
@@ -102,12 +131,19 @@ impl Status {
 /// A ticket's state.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Ticket {
+    /// The one-line summary.
     pub title: String,
+    /// The full description, as opened.
     pub body: String,
+    /// Whether it is new, open or closed.
     pub status: Status,
+    /// The current priority, 1 (highest) to 5.
     pub priority: u8,
+    /// Who it is assigned to, if anyone.
     pub assignee: Option<String>,
+    /// The comments, oldest first.
     pub comments: Vec<String>,
+    /// Why it was closed, while it is closed.
     pub close_reason: Option<String>,
 }
 
@@ -238,7 +274,9 @@ fn decode(event: &RecordedEvent) -> Result<Option<(String, TicketEvent)>, String
 /// Indexes tickets: title and body (with comments) searchable; status, assignee and
 /// priority stored; priority filterable.
 pub struct TicketSearch {
+    /// The projection's name (`ticket-search` by default).
     pub name: &'static str,
+    /// The projection's version (1 by default); raising it rebuilds the index.
     pub version: u32,
 }
 
@@ -360,10 +398,15 @@ impl SearchProjector for TicketSearch {
 /// One row of the ticket list read model.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TicketRow {
+    /// The one-line summary.
     pub title: String,
+    /// `open` or `closed`.
     pub status: String,
+    /// Who it is assigned to, if anyone.
     pub assignee: Option<String>,
+    /// The current priority, 1 (highest) to 5.
     pub priority: u8,
+    /// How many comments it has.
     pub comments: u32,
 }
 
