@@ -130,6 +130,12 @@ pub mod projections {
     pub use annals_projections::*;
 }
 
+/// The PostgreSQL event store (feature `postgres`).
+#[cfg(feature = "postgres")]
+pub mod postgres {
+    pub use annals_postgres::*;
+}
+
 /// The names most programs need. It takes no name a domain commonly gives its own types: a
 /// glob import of it beside a glob import of a domain with its own `Command` and `Error`
 /// types is fine.
@@ -147,7 +153,9 @@ pub mod projections {
 /// let _: Result<(), annals::Error> = Ok(()); // the store's error, by its path
 /// ```
 pub mod prelude {
-    pub use crate::store::{Durability, MemStore, SledStore, StoreConfig};
+    #[cfg(feature = "sled")]
+    pub use crate::store::SledStore;
+    pub use crate::store::{Durability, MemStore, StoreConfig};
     pub use crate::{CommandContext, Executed, Repository, RepositoryError, Upcasters};
     // `Command` (the trait) comes in unnamed, for its methods: a domain's own `Command` or
     // `Error` type must not clash with a glob import of the prelude (write `annals::Error`
@@ -162,6 +170,6 @@ pub mod prelude {
 }
 
 /// The README's Rust examples, compiled and run as doc tests.
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "sled"))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;

@@ -158,6 +158,7 @@ impl ProjectionError {
     }
 }
 
+#[cfg(feature = "sled")]
 /// A sled error of a read model or the dead-letter list (sled's type stays out of the public
 /// API: no `From` impl).
 pub(crate) fn sled_err(e: sled::Error) -> ProjectionError {

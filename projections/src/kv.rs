@@ -1,20 +1,24 @@
-//! A typed key-value read model on sled whose writes and checkpoint commit in one atomic
-//! batch.
+//! A typed key-value read model (on sled, or in memory) whose writes and checkpoint commit
+//! in one atomic batch.
 
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use annals_core::RecordedEvent;
 use async_trait::async_trait;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::error::{HandlerError, ProjectionError, sled_err};
+#[cfg(feature = "sled")]
+use crate::error::sled_err;
+use crate::error::{HandlerError, ProjectionError};
 use crate::projection::{Checkpoint, Projection};
 
 const DATA: u8 = b'd';
 const CHECKPOINT_KEY: &[u8] = b"c";
 /// The sled tree of read model `name` is `kv/<name>`.
+#[cfg(feature = "sled")]
 const TREE_PREFIX: &str = "kv/";
 
 fn config() -> impl bincode::config::Config {
@@ -50,18 +54,166 @@ fn data_key<K: Serialize>(key: &K) -> Result<Vec<u8>, ProjectionError> {
     Ok(k)
 }
 
-/// A typed key-value read model in one sled tree: keys and values are serde types (encoded
-/// with bincode, integers big-endian so they sort numerically). Readable at any time, also
-/// while its projection writes: every batch of writes lands atomically with its checkpoint.
+/// Where a key-value read model's bytes live.
+#[derive(Clone)]
+enum Backing {
+    /// One sled tree (durable).
+    #[cfg(feature = "sled")]
+    Sled(sled::Tree),
+    /// A map in memory (for tests and benchmarks; gone with the last handle).
+    Memory(Arc<RwLock<BTreeMap<Vec<u8>, Vec<u8>>>>),
+}
+
+type Bytes = BTreeMap<Vec<u8>, Vec<u8>>;
+
+fn read(m: &RwLock<Bytes>) -> RwLockReadGuard<'_, Bytes> {
+    m.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write(m: &RwLock<Bytes>) -> RwLockWriteGuard<'_, Bytes> {
+    m.write().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Backing {
+    fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, ProjectionError> {
+        match self {
+            #[cfg(feature = "sled")]
+            Backing::Sled(tree) => match tree.get(key).map_err(sled_err)? {
+                Some(v) => decode(&v).map(Some),
+                None => Ok(None),
+            },
+            Backing::Memory(map) => read(map).get(key).map(|v| decode(v)).transpose(),
+        }
+    }
+
+    fn entries<K: DeserializeOwned, V: DeserializeOwned>(
+        &self,
+    ) -> Result<Vec<(K, V)>, ProjectionError> {
+        let mut out = Vec::new();
+        match self {
+            #[cfg(feature = "sled")]
+            Backing::Sled(tree) => {
+                for item in tree.scan_prefix([DATA]) {
+                    let (k, v) = item.map_err(sled_err)?;
+                    out.push((decode(&k[1..])?, decode(&v)?));
+                }
+            }
+            Backing::Memory(map) => {
+                for (k, v) in read(map).range(vec![DATA]..vec![DATA + 1]) {
+                    out.push((decode(&k[1..])?, decode(v)?));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            #[cfg(feature = "sled")]
+            Backing::Sled(tree) => tree.scan_prefix([DATA]).count(),
+            Backing::Memory(map) => read(map).range(vec![DATA]..vec![DATA + 1]).count(),
+        }
+    }
+
+    /// Applies `writes` and the checkpoint atomically (readers see all of it or none).
+    fn commit(
+        &self,
+        writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+        checkpoint: Vec<u8>,
+    ) -> Result<(), ProjectionError> {
+        match self {
+            #[cfg(feature = "sled")]
+            Backing::Sled(tree) => {
+                let mut batch = sled::Batch::default();
+                for (k, v) in writes {
+                    match v {
+                        Some(v) => batch.insert(k, v),
+                        None => batch.remove(k),
+                    }
+                }
+                batch.insert(CHECKPOINT_KEY, checkpoint);
+                tree.apply_batch(batch).map_err(sled_err)
+            }
+            Backing::Memory(map) => {
+                let mut map = write(map);
+                for (k, v) in writes {
+                    match v {
+                        Some(v) => map.insert(k, v),
+                        None => map.remove(&k),
+                    };
+                }
+                map.insert(CHECKPOINT_KEY.to_vec(), checkpoint);
+                Ok(())
+            }
+        }
+    }
+
+    fn clear(&self) -> Result<(), ProjectionError> {
+        match self {
+            #[cfg(feature = "sled")]
+            Backing::Sled(tree) => tree.clear().map_err(sled_err),
+            Backing::Memory(map) => {
+                write(map).clear();
+                Ok(())
+            }
+        }
+    }
+
+    fn flush(&self) -> Result<(), ProjectionError> {
+        match self {
+            #[cfg(feature = "sled")]
+            Backing::Sled(tree) => tree.flush().map(|_| ()).map_err(sled_err),
+            Backing::Memory(_) => Ok(()),
+        }
+    }
+}
+
+/// A typed key-value read model: keys and values are serde types (encoded with bincode,
+/// integers big-endian so they sort numerically). Readable at any time, also while its
+/// projection writes: every batch of writes lands atomically with its checkpoint.
+///
+/// [`KvReadModel::open`] keeps it in one sled tree (durable, feature `sled`);
+/// [`KvReadModel::in_memory`] in memory, for tests and benchmarks.
+///
+/// ```
+/// use annals_core::{EventData, EventStore, ExpectedVersion, RecordedEvent, StreamId};
+/// use annals_projections::*;
+///
+/// /// Orders per customer (the stream name after `order-` is the customer).
+/// struct PerCustomer;
+/// impl KvProjector for PerCustomer {
+///     type Key = String;
+///     type Value = u32;
+///     fn name(&self) -> &str { "per-customer" }
+///     fn apply(&self, e: &RecordedEvent, kv: &mut KvWriter<'_, String, u32>) -> Result<(), HandlerError> {
+///         let customer = e.stream.aggregate_id("order").ok_or("not an order")?.to_owned();
+///         let n = kv.get(&customer)?.unwrap_or(0);
+///         Ok(kv.put(&customer, &(n + 1))?)
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = annals_store::MemStore::new();
+/// for customer in ["ada", "bob", "ada"] {
+///     let stream = StreamId::new(format!("order-{customer}"))?;
+///     store.append(&stream, ExpectedVersion::Any, vec![EventData::json("Placed", &1)?]).await?;
+/// }
+/// let model = KvReadModel::<String, u32>::in_memory();
+/// let mut projection = KvProjection::new(PerCustomer, model.clone());
+/// project_to_head(&store, &mut projection, 100).await?;
+/// assert_eq!(model.entries()?, vec![("ada".to_string(), 2), ("bob".to_string(), 1)]);
+/// # Ok(()) }
+/// ```
 pub struct KvReadModel<K, V> {
-    tree: sled::Tree,
+    backing: Backing,
     _types: PhantomData<fn() -> (K, V)>,
 }
 
 impl<K, V> Clone for KvReadModel<K, V> {
     fn clone(&self) -> Self {
         Self {
-            tree: self.tree.clone(),
+            backing: self.backing.clone(),
             _types: PhantomData,
         }
     }
@@ -72,11 +224,13 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> KvReadMod
     ///
     /// # Errors
     /// sled errors.
+    #[cfg(feature = "sled")]
     pub fn open(db: &sled::Db, name: &str) -> Result<Self, ProjectionError> {
         Ok(Self {
-            tree: db
-                .open_tree(format!("{TREE_PREFIX}{name}"))
-                .map_err(sled_err)?,
+            backing: Backing::Sled(
+                db.open_tree(format!("{TREE_PREFIX}{name}"))
+                    .map_err(sled_err)?,
+            ),
             _types: PhantomData,
         })
     }
@@ -86,6 +240,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> KvReadMod
     ///
     /// # Errors
     /// sled errors.
+    #[cfg(feature = "sled")]
     pub fn temporary() -> Result<Self, ProjectionError> {
         let db = sled::Config::new()
             .temporary(true)
@@ -94,15 +249,21 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> KvReadMod
         Self::open(&db, "temporary")
     }
 
+    /// A read model in memory, empty, gone with its last handle: for tests, benchmarks and
+    /// read models as of a position. Same atomicity as on sled.
+    pub fn in_memory() -> Self {
+        Self {
+            backing: Backing::Memory(Arc::default()),
+            _types: PhantomData,
+        }
+    }
+
     /// The value under `key`.
     ///
     /// # Errors
     /// sled errors, or an undecodable value.
     pub fn get(&self, key: &K) -> Result<Option<V>, ProjectionError> {
-        match self.tree.get(data_key(key)?).map_err(sled_err)? {
-            Some(v) => decode(&v).map(Some),
-            None => Ok(None),
-        }
+        self.backing.get(&data_key(key)?)
     }
 
     /// Every entry, in key order.
@@ -110,17 +271,12 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> KvReadMod
     /// # Errors
     /// sled errors, or an undecodable entry.
     pub fn entries(&self) -> Result<Vec<(K, V)>, ProjectionError> {
-        let mut out = Vec::new();
-        for item in self.tree.scan_prefix([DATA]) {
-            let (k, v) = item.map_err(sled_err)?;
-            out.push((decode(&k[1..])?, decode(&v)?));
-        }
-        Ok(out)
+        self.backing.entries()
     }
 
     /// The number of entries.
     pub fn len(&self) -> usize {
-        self.tree.scan_prefix([DATA]).count()
+        self.backing.len()
     }
 
     /// Whether there are no entries.
@@ -133,28 +289,16 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> KvReadMod
     /// # Errors
     /// sled errors, or an undecodable checkpoint.
     pub fn checkpoint(&self) -> Result<Option<Checkpoint>, ProjectionError> {
-        match self.tree.get(CHECKPOINT_KEY).map_err(sled_err)? {
-            Some(v) => decode(&v).map(Some),
-            None => Ok(None),
-        }
+        self.backing.get(CHECKPOINT_KEY)
     }
 
-    /// Applies `writes` and the checkpoint in one atomic sled batch.
+    /// Applies `writes` and the checkpoint in one atomic batch.
     fn commit(
         &self,
         writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
         checkpoint: Checkpoint,
     ) -> Result<(), ProjectionError> {
-        let mut batch = sled::Batch::default();
-        for (k, v) in writes {
-            match v {
-                Some(v) => batch.insert(k, v),
-                None => batch.remove(k),
-            }
-        }
-        batch.insert(CHECKPOINT_KEY, encode(&checkpoint)?);
-        self.tree.apply_batch(batch).map_err(sled_err)?;
-        Ok(())
+        self.backing.commit(writes, encode(&checkpoint)?)
     }
 
     /// Removes everything, checkpoint included.
@@ -162,17 +306,15 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> KvReadMod
     /// # Errors
     /// sled errors.
     pub fn clear(&self) -> Result<(), ProjectionError> {
-        self.tree.clear().map_err(sled_err)?;
-        Ok(())
+        self.backing.clear()
     }
 
-    /// Flushes the tree to disk.
+    /// Flushes the tree to disk (nothing to do in memory).
     ///
     /// # Errors
     /// sled errors.
     pub fn flush(&self) -> Result<(), ProjectionError> {
-        self.tree.flush().map_err(sled_err)?;
-        Ok(())
+        self.backing.flush()
     }
 }
 
@@ -215,6 +357,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> KvWriter<
     }
 }
 
+#[cfg(feature = "sled")]
 /// The key-value read models stored in `db` (by name, as passed to [`KvReadModel::open`],
 /// in name order) with their checkpoints (`None`: nothing applied yet): for tools that report on read
 /// models without knowing their key and value types.

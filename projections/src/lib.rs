@@ -69,9 +69,11 @@ mod pg_parked;
 mod postgres;
 mod projection;
 mod runner;
+#[cfg(feature = "search")]
 mod search;
 
 pub use error::{HandlerError, ProjectionError};
+#[cfg(feature = "sled")]
 /// The sled this crate is built with: [`ProjectionRunner::new`] and [`KvReadModel::open`]
 /// take a `sled::Db`, and with this re-export no application needs its own (exactly
 /// matching) sled dependency.
@@ -80,7 +82,7 @@ pub use sled;
 /// The read models' byte decoders, for the fuzz targets: not a stable API.
 #[doc(hidden)]
 pub mod fuzzing {
-    use crate::{Checkpoint, Parked, ProjectionError};
+    use crate::{Parked, ProjectionError};
 
     /// A KV read model's stored value (or checkpoint) as `T`.
     ///
@@ -95,20 +97,25 @@ pub mod fuzzing {
     /// # Errors
     /// Undecodable bytes.
     pub fn parked(bytes: &[u8]) -> Result<Parked, ProjectionError> {
-        crate::parked::ParkedStore::decode(bytes)
+        crate::parked::decode(bytes)
     }
 
     /// The checkpoint in a search index commit's payload.
     ///
     /// # Errors
     /// An undecodable payload.
-    pub fn search_payload(payload: &str) -> Result<Checkpoint, ProjectionError> {
+    #[cfg(feature = "search")]
+    pub fn search_payload(payload: &str) -> Result<crate::Checkpoint, ProjectionError> {
         crate::search::decode_payload(payload)
     }
 }
-pub use kv::{KvProjection, KvProjector, KvReadModel, KvWriter, kv_read_models};
+#[cfg(feature = "sled")]
+pub use kv::kv_read_models;
+pub use kv::{KvProjection, KvProjector, KvReadModel, KvWriter};
 pub use leader::{Leadership, Lease};
-pub use parked::{DeadLetters, Parked, ParkedStore};
+#[cfg(feature = "sled")]
+pub use parked::ParkedStore;
+pub use parked::{DeadLetters, MemDeadLetters, Parked};
 #[cfg(feature = "postgres")]
 pub use pg_parked::PgDeadLetters;
 #[cfg(feature = "postgres")]
@@ -122,12 +129,14 @@ pub use runner::{
 #[cfg(feature = "postgres")]
 pub use tokio_postgres;
 
+#[cfg(feature = "search")]
 pub use search::{
     CurrentDoc, FastFilter, Hit, SearchConfig, SearchIndex, SearchOp, SearchProjection,
     SearchProjector, search_checkpoint,
 };
 
 /// tantivy, re-exported so that schemas and documents are built with the same version.
+#[cfg(feature = "search")]
 pub use tantivy;
 
 pub use annals_core::{EventStore, Filter, Position, RecordedEvent, Subscription};

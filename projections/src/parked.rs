@@ -9,7 +9,12 @@ use serde::{Deserialize, Serialize};
 
 use async_trait::async_trait;
 
-use crate::error::{ProjectionError, sled_err};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::error::ProjectionError;
+#[cfg(feature = "sled")]
+use crate::error::sled_err;
 
 /// One parked event.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,7 +85,82 @@ pub trait DeadLetters: Send + Sync + 'static {
     async fn clear(&self, projection: &str) -> Result<(), ProjectionError>;
 }
 
+/// A stored parked record.
+pub(crate) fn decode(bytes: &[u8]) -> Result<Parked, ProjectionError> {
+    let config = bincode::config::standard().with_limit::<{ annals_core::DECODE_LIMIT }>();
+    bincode::serde::decode_from_slice(bytes, config)
+        .map(|(p, _)| p)
+        .map_err(|e| {
+            ProjectionError::read_model_caused(format!("undecodable parked record: {e}"), e)
+        })
+}
+
+/// The dead-letter list in memory, for tests and benchmarks (and runners without sled):
+/// gone with its last handle.
+#[derive(Clone, Default)]
+pub struct MemDeadLetters {
+    parked: Arc<Mutex<BTreeMap<(String, Position), Parked>>>,
+}
+
+impl MemDeadLetters {
+    /// An empty list.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<(String, Position), Parked>> {
+        self.parked.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[async_trait]
+impl DeadLetters for MemDeadLetters {
+    async fn park(&self, parked: &Parked) -> Result<(), ProjectionError> {
+        self.lock()
+            .insert((parked.projection.clone(), parked.position), parked.clone());
+        Ok(())
+    }
+
+    async fn get(
+        &self,
+        projection: &str,
+        position: Position,
+    ) -> Result<Option<Parked>, ProjectionError> {
+        Ok(self.lock().get(&(projection.to_owned(), position)).cloned())
+    }
+
+    async fn list(&self, projection: &str) -> Result<Vec<Parked>, ProjectionError> {
+        Ok(self
+            .lock()
+            .values()
+            .filter(|p| p.projection == projection)
+            .cloned()
+            .collect())
+    }
+
+    async fn count(&self, projection: &str) -> Result<usize, ProjectionError> {
+        Ok(self
+            .lock()
+            .keys()
+            .filter(|(name, _)| name == projection)
+            .count())
+    }
+
+    async fn remove(&self, projection: &str, position: Position) -> Result<bool, ProjectionError> {
+        Ok(self
+            .lock()
+            .remove(&(projection.to_owned(), position))
+            .is_some())
+    }
+
+    async fn clear(&self, projection: &str) -> Result<(), ProjectionError> {
+        self.lock().retain(|(name, _), _| name != projection);
+        Ok(())
+    }
+}
+
 /// Runs a sled call that may flush on a blocking thread.
+#[cfg(feature = "sled")]
 async fn off_executor<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ProjectionError> + Send + 'static,
 ) -> Result<T, ProjectionError> {
@@ -89,6 +169,7 @@ async fn off_executor<T: Send + 'static>(
         .map_err(|e| ProjectionError::read_model(format!("dead-letter task failed: {e}")))?
 }
 
+#[cfg(feature = "sled")]
 #[async_trait]
 impl DeadLetters for ParkedStore {
     async fn park(&self, parked: &Parked) -> Result<(), ProjectionError> {
@@ -124,11 +205,13 @@ impl DeadLetters for ParkedStore {
 }
 
 /// Parked events of every projection, in a sled tree (`annals/parked`).
+#[cfg(feature = "sled")]
 #[derive(Clone)]
 pub struct ParkedStore {
     tree: sled::Tree,
 }
 
+#[cfg(feature = "sled")]
 fn key(projection: &str, position: Position) -> Vec<u8> {
     let mut k = projection.as_bytes().to_vec();
     k.push(0);
@@ -136,12 +219,14 @@ fn key(projection: &str, position: Position) -> Vec<u8> {
     k
 }
 
+#[cfg(feature = "sled")]
 fn prefix(projection: &str) -> Vec<u8> {
     let mut k = projection.as_bytes().to_vec();
     k.push(0);
     k
 }
 
+#[cfg(feature = "sled")]
 impl ParkedStore {
     /// Opens the dead-letter tree of `db`.
     ///
@@ -177,18 +262,9 @@ impl ParkedStore {
         position: Position,
     ) -> Result<Option<Parked>, ProjectionError> {
         match self.tree.get(key(projection, position)).map_err(sled_err)? {
-            Some(v) => Self::decode(&v).map(Some),
+            Some(v) => decode(&v).map(Some),
             None => Ok(None),
         }
-    }
-
-    pub(crate) fn decode(bytes: &[u8]) -> Result<Parked, ProjectionError> {
-        let config = bincode::config::standard().with_limit::<{ annals_core::DECODE_LIMIT }>();
-        bincode::serde::decode_from_slice(bytes, config)
-            .map(|(p, _)| p)
-            .map_err(|e| {
-                ProjectionError::read_model_caused(format!("undecodable parked record: {e}"), e)
-            })
     }
 
     /// Every parked event of `projection`, by position.
@@ -198,7 +274,7 @@ impl ParkedStore {
     pub fn list(&self, projection: &str) -> Result<Vec<Parked>, ProjectionError> {
         self.tree
             .scan_prefix(prefix(projection))
-            .map(|item| Self::decode(&item.map_err(sled_err)?.1))
+            .map(|item| decode(&item.map_err(sled_err)?.1))
             .collect()
     }
 
@@ -209,7 +285,7 @@ impl ParkedStore {
     pub fn all(&self) -> Result<Vec<Parked>, ProjectionError> {
         self.tree
             .iter()
-            .map(|item| Self::decode(&item.map_err(sled_err)?.1))
+            .map(|item| decode(&item.map_err(sled_err)?.1))
             .collect()
     }
 

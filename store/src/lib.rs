@@ -53,8 +53,11 @@ pub mod format;
 pub mod layout;
 mod verify;
 
-pub use verify::{MAX_PROBLEMS, Problem, VerifyReport, verify, verify_disk};
+#[cfg(feature = "sled")]
+pub use verify::verify;
+pub use verify::{MAX_PROBLEMS, Problem, VerifyReport, verify_disk};
 
+#[cfg(feature = "sled")]
 use std::path::{Path, PathBuf};
 
 use annals_core::{
@@ -65,11 +68,14 @@ use tokio::sync::watch;
 
 pub use backend::MemDisk;
 pub use config::{Durability, FaultPlan, FaultPoint, StoreConfig};
+#[cfg(feature = "sled")]
 /// The sled this crate is built with (sled 0.34.7), for tools that read a store's or a read
 /// model's trees directly without a dependency of their own.
 pub use sled;
 
-use backend::{MemBackend, SledBackend};
+use backend::MemBackend;
+#[cfg(feature = "sled")]
+use backend::SledBackend;
 use engine::Engine;
 
 /// Implements `EventStore` and the common inherent methods by delegating to the engine.
@@ -184,6 +190,7 @@ macro_rules! delegate_store {
     };
 }
 
+#[cfg(feature = "sled")]
 /// The embedded event store on sled 0.34. Cheap to clone; all clones share one store. The
 /// store closes (finishing queued appends and flushing) when the last clone is dropped.
 #[derive(Clone)]
@@ -192,6 +199,7 @@ pub struct SledStore {
     path: PathBuf,
 }
 
+#[cfg(feature = "sled")]
 impl SledStore {
     /// Opens (or creates) the store in directory `path` with the default, durable config.
     ///
@@ -260,6 +268,7 @@ impl SledStore {
     }
 }
 
+#[cfg(feature = "sled")]
 delegate_store!(SledStore);
 
 /// An in-memory event store held to the same contract as [`SledStore`], on a [`MemDisk`]
@@ -305,6 +314,7 @@ impl MemStore {
     }
 }
 
+#[cfg(feature = "sled")]
 /// Whether directory `path` holds a sled store (its data file), without touching it.
 pub fn is_store_dir(path: &Path) -> bool {
     path.join("db").is_file()

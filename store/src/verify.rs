@@ -18,11 +18,14 @@
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
+#[cfg(feature = "sled")]
 use std::path::Path;
 
 use annals_core::{Error, EventId, Position, StreamId, Version};
 
-use crate::backend::{Backend, Flow, MemBackend, MemDisk, SledBackend};
+#[cfg(feature = "sled")]
+use crate::backend::SledBackend;
+use crate::backend::{Backend, Flow, MemBackend, MemDisk};
 use crate::engine::{Marker, read_marker};
 use crate::format::{self, AppendMarks, StreamEntry};
 use crate::layout::{self, parse_event_key, parse_id_bucket_key, parse_id_key, parse_stream_key};
@@ -124,6 +127,7 @@ impl VerifyReport {
 /// # Errors
 /// [`Error::Storage`] when `path` holds no store, or any error opening it; damage is reported
 /// in the result.
+#[cfg(feature = "sled")]
 pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport, Error> {
     let path = path.as_ref();
     if !crate::is_store_dir(path) {

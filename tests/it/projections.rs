@@ -91,10 +91,26 @@ async fn poison_event_is_retried_parked_and_retried_after_a_fix() {
     let store = MemStore::new();
     let db = temp_db();
     let model = KvReadModel::open(&db, "p").unwrap();
+    let runner = ProjectionRunner::new(store.clone(), &db).unwrap();
+    poison_cycle(store, model, runner).await;
+}
+
+/// The same with no sled anywhere: an in-memory read model and dead-letter list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_cycle_in_memory() {
+    let store = MemStore::new();
+    let runner = ProjectionRunner::with_dead_letters(store.clone(), MemDeadLetters::new());
+    poison_cycle(store, KvReadModel::in_memory(), runner).await;
+}
+
+async fn poison_cycle(
+    store: MemStore,
+    model: KvReadModel<String, (u64, u64, u64)>,
+    runner: ProjectionRunner<MemStore>,
+) {
     let projector = PerStream::new("p");
     let poison = projector.poison.clone();
     poison.store(true, Ordering::SeqCst);
-    let runner = ProjectionRunner::new(store.clone(), &db).unwrap();
     let h = runner
         .start(
             Box::new(KvProjection::new(projector, model.clone())),

@@ -23,7 +23,9 @@ pub use handle::{Progress, ProgressFn, ProjectionHandle, Status, WorkerState};
 
 use crate::error::ProjectionError;
 use crate::leader::Leadership;
-use crate::parked::{DeadLetters, ParkedStore};
+use crate::parked::DeadLetters;
+#[cfg(feature = "sled")]
+use crate::parked::ParkedStore;
 use crate::projection::{Checkpoint, Projection};
 use handle::Control;
 use worker::Worker;
@@ -44,6 +46,7 @@ pub struct ProjectionRunner<S> {
 
 impl<S: EventStore> ProjectionRunner<S> {
     /// A runner over `store`, keeping its dead-letter list in `db` (a [`ParkedStore`]).
+    #[cfg(feature = "sled")]
     ///
     /// # Errors
     /// sled errors opening the dead-letter tree.

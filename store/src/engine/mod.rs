@@ -379,6 +379,7 @@ impl<B: Backend> Engine<B> {
         Ok(out)
     }
 
+    #[cfg_attr(not(feature = "sled"), allow(dead_code))]
     pub(crate) fn size_on_disk(&self) -> Result<u64> {
         self.shared().backend.size_on_disk()
     }
