@@ -601,7 +601,7 @@ fn report_loads(system: &str, variant: &str, times: &mut [f64]) {
 /// command) replayed in global order into an in-memory fold and into the KV read model.
 async fn w3(args: &Args) {
     use annals::projections::{
-        HandlerError, KvProjection, KvProjector, KvReadModel, KvWriter, project_until,
+        Decoded, HandlerError, KvEventProjector, KvProjection, KvReadModel, KvWriter, project_until,
     };
     use std::collections::HashMap;
 
@@ -687,7 +687,8 @@ async fn w3(args: &Args) {
     }
 
     struct Balances;
-    impl KvProjector for Balances {
+    impl KvEventProjector for Balances {
+        type Event = AccountEvent;
         type Key = String;
         type Value = u64;
         fn name(&self) -> &str {
@@ -695,10 +696,10 @@ async fn w3(args: &Args) {
         }
         fn apply(
             &self,
+            event: AccountEvent,
             e: &RecordedEvent,
             kv: &mut KvWriter<'_, String, u64>,
         ) -> Result<(), HandlerError> {
-            let event = AccountEvent::decode_payload(&e.event_type, e.codec, &e.payload)?;
             let key = e.stream.to_string();
             let b = kv.get(&key)?.unwrap_or(0);
             let add = match event {
@@ -711,7 +712,7 @@ async fn w3(args: &Args) {
     let rm_dir = tempfile::tempdir().unwrap();
     let db = sled::Config::new().path(rm_dir.path()).open().unwrap();
     let model = KvReadModel::<String, u64>::open(&db, "balances").unwrap();
-    let mut projection = KvProjection::new(Balances, model.clone());
+    let mut projection = KvProjection::new(Decoded::new(Balances), model.clone());
     let started = Instant::now();
     let reached = project_until(&store, &mut projection, Position(total as u64), 1000)
         .await

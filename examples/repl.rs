@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use annals::prelude::*;
 use annals::projections::{
     KvProjection, KvReadModel, ProjectionConfig, ProjectionHandle, ProjectionRunner, SearchConfig,
-    SearchIndex, SearchProjection, project_until,
+    SearchIndex, SearchProjection,
 };
 use rustyline::completion::Completer;
 use rustyline::{Context, Helper, Highlighter, Hinter, Validator};
@@ -280,22 +280,17 @@ impl App {
                     At::Time(t) => self.position_at(t).await?,
                     At::Version(_) => return Err("search takes @<position> or a time".into()),
                 };
-                // The read model as it was then: a temporary index built up to that position.
-                let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-                let mut p = SearchProjection::open(
+                // The read model as it was then: an index built up to that position.
+                let index = SearchProjection::as_of(
+                    &self.store,
                     TicketSearch::default(),
-                    dir.path(),
+                    position,
                     SearchConfig::default(),
                 )
+                .await
                 .map_err(|e| e.to_string())?;
-                project_until(&self.store, &mut p, position, 1000)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                annals::projections::Projection::commit(&mut p)
-                    .await
-                    .map_err(|e| e.to_string())?;
                 (
-                    p.index().search(query, 10).map_err(|e| e.to_string())?,
+                    index.search(query, 10).map_err(|e| e.to_string())?,
                     format!(" (as of @{position})"),
                 )
             }

@@ -99,6 +99,7 @@ pub use annals_core::*;
 /// ```
 pub use annals_derive::{Command, DomainEvent};
 
+mod event_projector;
 mod repository;
 pub mod testing;
 mod upcast;
@@ -125,8 +126,10 @@ pub mod store {
     pub use annals_store::*;
 }
 
-/// The projection runtime.
+/// The projection runtime, and projectors written against a domain's event type
+/// ([`KvEventProjector`](projections::KvEventProjector) with [`Decoded`](projections::Decoded)).
 pub mod projections {
+    pub use crate::event_projector::{Decoded, KvEventProjector};
     pub use annals_projections::*;
 }
 

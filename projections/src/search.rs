@@ -236,6 +236,36 @@ pub struct SearchIndex {
     schema: Schema,
     id_field: Field,
     default_fields: Vec<Field>,
+    /// The scratch directory of an index built by [`SearchProjection::as_of`], removed with
+    /// the last handle.
+    _scratch: Option<Arc<Scratch>>,
+}
+
+/// A directory of its own under the system's temporary directory, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> Result<Self, ProjectionError> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let dir = std::env::temp_dir().join(format!(
+            "annals-search-as-of-{}-{n}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::create_dir(&dir).map_err(tantivy_err)?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.0) {
+            tracing::warn!(dir = %self.0.display(), error = %e, "cannot remove a scratch index");
+        }
+    }
 }
 
 impl SearchIndex {
@@ -396,7 +426,48 @@ fn lookup(
     }
 }
 
-/// The search read model as a [`Projection`].
+/// The search read model as a [`Projection`]: run it in a
+/// [`ProjectionRunner`](crate::ProjectionRunner) (`open` a directory), query it through
+/// [`SearchIndex`], or build it as of a position in one call ([`SearchProjection::as_of`]).
+///
+/// ```
+/// use annals_core::{EventData, EventStore, ExpectedVersion, RecordedEvent, StreamId};
+/// use annals_projections::tantivy::schema::{STORED, STRING, Schema, TEXT};
+/// use annals_projections::tantivy::TantivyDocument;
+/// use annals_projections::*;
+///
+/// /// Notes by their text: one document per stream.
+/// struct Notes;
+/// impl SearchProjector for Notes {
+///     fn name(&self) -> &str { "notes" }
+///     fn schema(&self) -> Schema {
+///         let mut b = Schema::builder();
+///         b.add_text_field("id", STRING | STORED);
+///         b.add_text_field("text", TEXT | STORED);
+///         b.build()
+///     }
+///     fn default_fields(&self) -> Vec<String> { vec!["text".into()] }
+///     fn map(&self, e: &RecordedEvent, _current: CurrentDoc<'_>) -> Result<Vec<SearchOp>, HandlerError> {
+///         let text: String = e.decode()?;
+///         let mut doc = TantivyDocument::default();
+///         doc.add_text(self.schema().get_field("text")?, &text);
+///         Ok(vec![SearchOp::Upsert { id: e.stream.to_string(), doc }])
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = annals_store::MemStore::new();
+/// for (note, text) in [("note-1", "buy milk"), ("note-2", "call the plumber about the sink")] {
+///     let data = EventData::json("Written", &text)?;
+///     store.append(&StreamId::new(note)?, ExpectedVersion::Any, vec![data]).await?;
+/// }
+/// let index = SearchProjection::as_of(&store, Notes, store.head_position(), SearchConfig::default()).await?;
+/// let hits = index.search("plumber", 10)?;
+/// assert_eq!(hits[0].id, "note-2");
+/// assert!(hits[0].snippet.contains("<b>plumber</b>"));
+/// # Ok(()) }
+/// ```
 pub struct SearchProjection<P: SearchProjector> {
     projector: P,
     base: PathBuf,
@@ -542,6 +613,7 @@ impl<P: SearchProjector> SearchProjection<P> {
             .checkpoint()?
             .map_or(Position::NONE, |c| c.position);
         let handle = SearchIndex {
+            _scratch: None,
             live: Arc::new(RwLock::new(Live {
                 generation: Arc::clone(&generation),
             })),
@@ -583,6 +655,35 @@ impl<P: SearchProjector> SearchProjection<P> {
     /// The query handle.
     pub fn index(&self) -> SearchIndex {
         self.handle.clone()
+    }
+
+    /// The index of `projector` as it stood at `position` (the store's head at most): built
+    /// from the log into a scratch directory, which goes with the last clone of the returned
+    /// handle. One call for "search as of", beside the live index.
+    ///
+    /// # Errors
+    /// As [`SearchProjection::open`], and the store's or the projector's errors.
+    pub async fn as_of<S: annals_core::EventStore>(
+        store: &S,
+        projector: P,
+        position: Position,
+        config: SearchConfig,
+    ) -> Result<SearchIndex, ProjectionError> {
+        let scratch = Scratch::new()?;
+        let base = scratch.0.clone();
+        let mut projection =
+            blocking(move || SearchProjection::open(projector, base, config)).await?;
+        crate::runner::project_until(store, &mut projection, position, 1000).await?;
+        projection.commit().await?;
+        let mut index = projection.index();
+        index._scratch = Some(Arc::new(scratch));
+        // Dropping the writer waits for its threads: off the executor.
+        blocking(move || {
+            drop(projection);
+            Ok(())
+        })
+        .await?;
+        Ok(index)
     }
 
     fn id_term(&self, id: &str) -> Term {

@@ -322,3 +322,50 @@ async fn search_checkpoint_reads_a_stored_index() {
     assert_eq!(generation, 1);
     assert_eq!(checkpoint.map(|c| c.position), Some(last));
 }
+
+/// The index as of a position is one call; its scratch directory goes with the last handle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_as_of_a_position_in_one_call() {
+    let store = MemStore::new();
+    let opened = |title: &str| TicketEvent::Opened {
+        title: title.into(),
+        body: "on the third floor".into(),
+        priority: 2,
+    };
+    let then = put(&store, "a", opened("Printer jams")).await;
+    put(&store, "b", opened("Printer smokes")).await;
+    let index = SearchProjection::as_of(&store, TicketSearch::default(), then, config())
+        .await
+        .unwrap();
+    let hits = index.search("printer", 10).unwrap();
+    assert_eq!(
+        hits.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(),
+        ["a"]
+    );
+    let now = SearchProjection::as_of(
+        &store,
+        TicketSearch::default(),
+        store.head_position(),
+        config(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(now.count("printer").unwrap(), 2);
+    let scratch_dirs = || {
+        std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("annals-search-as-of-{}-", std::process::id()))
+            })
+            .count()
+    };
+    assert!(scratch_dirs() >= 2);
+    let copy = index.clone();
+    drop(index);
+    assert_eq!(copy.count("printer").unwrap(), 1);
+    drop((copy, now));
+    assert_eq!(scratch_dirs(), 0);
+}

@@ -78,6 +78,45 @@ impl<S: EventStore> ProjectionRunner<S> {
     /// rebuilds, when the stored version differs from the projection's), then follows the
     /// log live.
     ///
+    /// ```
+    /// use std::time::Duration;
+    /// use annals_core::{EventData, EventStore, ExpectedVersion, RecordedEvent, StreamId};
+    /// use annals_projections::*;
+    ///
+    /// /// Events per type.
+    /// struct PerType;
+    /// impl KvProjector for PerType {
+    ///     type Key = String;
+    ///     type Value = u64;
+    ///     fn name(&self) -> &str { "per-type" }
+    ///     fn apply(&self, e: &RecordedEvent, kv: &mut KvWriter<'_, String, u64>) -> Result<(), HandlerError> {
+    ///         let n = kv.get(&e.event_type)?.unwrap_or(0);
+    ///         Ok(kv.put(&e.event_type, &(n + 1))?)
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = annals_store::MemStore::new();
+    /// let runner = ProjectionRunner::with_dead_letters(store.clone(), MemDeadLetters::new());
+    /// let model = KvReadModel::<String, u64>::in_memory();
+    /// let config = ProjectionConfig::default()
+    ///     .batch_size(100)
+    ///     .retry(RetryPolicy::default().attempts(3))
+    ///     .on_failure(FailurePolicy::Park);
+    /// let handle = runner.start(Box::new(KvProjection::new(PerType, model.clone())), config)?;
+    ///
+    /// let stream = StreamId::new("order-1")?;
+    /// let events = vec![EventData::json("Placed", &1)?, EventData::json("Paid", &1)?];
+    /// let appended = store.append(&stream, ExpectedVersion::NoStream, events).await?;
+    /// // Read your write: wait until the projection has applied the append.
+    /// handle.wait_for_applied(appended.last_position, Duration::from_secs(5)).await?;
+    /// assert_eq!(model.get(&"Paid".to_string())?, Some(1));
+    /// assert_eq!(handle.status().await?.lag, 0);
+    /// runner.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
     /// [`ProjectionError::AlreadyRunning`] for a duplicate name.
     pub fn start(
