@@ -362,10 +362,7 @@ fn record(stream: &StreamId, t: usize, i: usize) -> Vec<u8> {
         stream.clone(),
         Version(i as u64 + 1),
         Timestamp::now(),
-        EventData::from_bytes(e.event_type, e.codec, e.payload)
-            .with_id(e.id)
-            .with_schema_version(1)
-            .with_metadata(e.metadata),
+        EventData::new(e.id, e.event_type, 1, e.codec, e.metadata, e.payload),
     );
     let mut out = Vec::new();
     format::encode_record(&r, format::AppendMarks::of(0, 1), &mut out);

@@ -125,10 +125,14 @@ pub fn parse_line(line: &str) -> Result<Option<ImportEvent>, ImportError> {
     Ok(Some(ImportEvent {
         stream,
         version: Version(l.version),
-        data: EventData::from_bytes(l.event_type, CodecId(l.codec), payload)
-            .with_id(EventId::from_uuid(l.id))
-            .with_schema_version(l.schema_version)
-            .with_metadata(l.metadata),
+        data: EventData::new(
+            EventId::from_uuid(l.id),
+            l.event_type,
+            l.schema_version,
+            CodecId(l.codec),
+            l.metadata,
+            payload,
+        ),
     }))
 }
 

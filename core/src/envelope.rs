@@ -89,6 +89,26 @@ pub struct EventData {
 }
 
 impl EventData {
+    /// An event with every field given (what a store or an import builds from stored
+    /// parts; [`EventData::from_bytes`] and the encoders give a fresh id instead).
+    pub fn new(
+        id: EventId,
+        event_type: impl Into<String>,
+        schema_version: u32,
+        codec: CodecId,
+        metadata: Metadata,
+        payload: Vec<u8>,
+    ) -> Self {
+        Self {
+            id,
+            event_type: event_type.into(),
+            schema_version,
+            codec,
+            metadata,
+            payload,
+        }
+    }
+
     /// An event with already-encoded bytes and the given codec id.
     pub fn from_bytes(event_type: impl Into<String>, codec: CodecId, payload: Vec<u8>) -> Self {
         Self {
@@ -217,10 +237,14 @@ impl RecordedEvent {
     /// The event as data to append again (to another store, or as an idempotent retry):
     /// everything but what the store assigned.
     pub fn to_data(&self) -> EventData {
-        EventData::from_bytes(self.event_type.clone(), self.codec, self.payload.clone())
-            .with_id(self.id)
-            .with_schema_version(self.schema_version)
-            .with_metadata(self.metadata.clone())
+        EventData::new(
+            self.id,
+            self.event_type.clone(),
+            self.schema_version,
+            self.codec,
+            self.metadata.clone(),
+            self.payload.clone(),
+        )
     }
 
     /// True when this stored event has the same content as `data` (id, type, schema version,

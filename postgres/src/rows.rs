@@ -60,18 +60,16 @@ pub(crate) fn to_event(row: &Row) -> Result<RecordedEvent> {
         stream,
         Version(count_col(row, 2)?),
         Timestamp(col(row, 6)?),
-        EventData::from_bytes(
+        EventData::new(
+            EventId::from_uuid(col(row, 3)?),
             col::<String>(row, 4)?,
+            col::<i32>(row, 5)? as u32,
             CodecId(u8::try_from(codec).map_err(|_| corrupt("invalid codec"))?),
-            col(row, 11)?,
-        )
-        .with_id(EventId::from_uuid(col(row, 3)?))
-        .with_schema_version(col::<i32>(row, 5)? as u32)
-        .with_metadata(
             Metadata::new()
                 .correlated(col(row, 7)?)
                 .caused_by(col(row, 8)?)
                 .with_headers(headers),
+            col(row, 11)?,
         ),
     ))
 }

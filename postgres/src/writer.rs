@@ -620,10 +620,14 @@ fn prepare(
             r.stream.clone(),
             Version(first_version.0 + i as u64),
             Timestamp(ts),
-            EventData::from_bytes(data.event_type.clone(), data.codec, data.payload.clone())
-                .with_id(data.id)
-                .with_schema_version(data.schema_version)
-                .with_metadata(data.metadata.clone()),
+            EventData::new(
+                data.id,
+                data.event_type.clone(),
+                data.schema_version,
+                data.codec,
+                data.metadata.clone(),
+                data.payload.clone(),
+            ),
         );
         decided.next += 1;
         stored.insert(e.id, (e.clone(), Some(marks)));

@@ -358,10 +358,7 @@ fn decode_record_in(
         stream,
         version,
         recorded_at,
-        EventData::from_bytes(event_type, codec, payload)
-            .with_id(id)
-            .with_schema_version(schema_version)
-            .with_metadata(metadata),
+        EventData::new(id, event_type, schema_version, codec, metadata, payload),
     );
     Ok((event, RECORD_HEADER + body_len, marks))
 }
@@ -550,14 +547,16 @@ mod tests {
             StreamId::new("account-1").unwrap(),
             Version(version),
             Timestamp(1_700_000_000_000_000),
-            EventData::from_bytes("Deposited", CodecId::BINCODE, vec![1, 2, 3, 4])
-                .with_id(EventId::from_bytes([7; 16]))
-                .with_schema_version(2)
-                .with_metadata(
-                    Metadata::new()
-                        .with_correlation_id(Uuid::from_bytes([1; 16]))
-                        .with_header("user", "ada"),
-                ),
+            EventData::new(
+                EventId::from_bytes([7; 16]),
+                "Deposited",
+                2,
+                CodecId::BINCODE,
+                Metadata::new()
+                    .with_correlation_id(Uuid::from_bytes([1; 16]))
+                    .with_header("user", "ada"),
+                vec![1, 2, 3, 4],
+            ),
         )
     }
 

@@ -288,10 +288,14 @@ fn event(position: u64, version: u64) -> RecordedEvent {
         sid("acc-1"),
         Version(version),
         Timestamp(1),
-        EventData::from_bytes("E", CodecId::JSON, b"1".to_vec())
-            .with_id(EventId::new())
-            .with_schema_version(1)
-            .with_metadata(Metadata::new().with_correlation_id(Uuid::from_bytes([1; 16]))),
+        EventData::new(
+            EventId::new(),
+            "E",
+            1,
+            CodecId::JSON,
+            Metadata::new().with_correlation_id(Uuid::from_bytes([1; 16])),
+            b"1".to_vec(),
+        ),
     )
 }
 

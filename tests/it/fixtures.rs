@@ -37,9 +37,20 @@ fn expected_events() -> Vec<RecordedEvent> {
                 stream.clone(),
                 Version(4 + u64::from(i)),
                 Timestamp(1_764_000_000_000_000 + i64::from(i)),
-                EventData::from_bytes(
+                EventData::new(
+                    EventId::from_bytes([i + 1; 16]),
                     ["Opened", "Deposited", "Withdrew"][usize::from(i)].to_string(),
+                    u32::from(i) + 1,
                     [CodecId::BINCODE, CodecId::JSON, CodecId::RAW][usize::from(i)],
+                    if i == 1 {
+                        Metadata::new()
+                            .with_correlation_id(Uuid::from_bytes([9; 16]))
+                            .with_causation_id(Uuid::from_bytes([8; 16]))
+                            .with_header("user", "ada")
+                            .with_header("trace", "00-abc-01")
+                    } else {
+                        Metadata::new()
+                    },
                     match i {
                         0 => CodecId::BINCODE
                             .encode("Opened", &("ada".to_string(), 100u64))
@@ -49,18 +60,7 @@ fn expected_events() -> Vec<RecordedEvent> {
                             .unwrap(),
                         _ => vec![0, 1, 2, 255],
                     },
-                )
-                .with_id(EventId::from_bytes([i + 1; 16]))
-                .with_schema_version(u32::from(i) + 1)
-                .with_metadata(if i == 1 {
-                    Metadata::new()
-                        .with_correlation_id(Uuid::from_bytes([9; 16]))
-                        .with_causation_id(Uuid::from_bytes([8; 16]))
-                        .with_header("user", "ada")
-                        .with_header("trace", "00-abc-01")
-                } else {
-                    Metadata::new()
-                }),
+                ),
             )
         })
         .collect()

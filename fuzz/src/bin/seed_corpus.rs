@@ -53,14 +53,9 @@ fn event(position: u64, version: u64, id: u128) -> RecordedEvent {
         StreamId::new("acc-1").unwrap(),
         Version(version),
         Timestamp(1_764_000_000_000_000),
-        EventData::from_bytes("Deposited", CodecId::JSON, b"{\"amount\":5}".to_vec())
-            .with_id(EventId::from_bytes(id.to_be_bytes()))
-            .with_schema_version(1)
-            .with_metadata(
-                Metadata::new()
+        EventData::new(EventId::from_bytes(id.to_be_bytes()), "Deposited", 1, CodecId::JSON, Metadata::new()
                     .with_correlation_id(Uuid::from_bytes([9; 16]))
-                    .with_header("user", "ada"),
-            ),
+                    .with_header("user", "ada"), b"{\"amount\":5}".to_vec()),
     )
 }
 

@@ -595,10 +595,14 @@ impl<B: Backend> Writer<B> {
                 stream.clone(),
                 Version(first_version.0 + i as u64),
                 group.ts,
-                EventData::from_bytes(e.event_type, e.codec, e.payload)
-                    .with_id(e.id)
-                    .with_schema_version(e.schema_version)
-                    .with_metadata(e.metadata),
+                EventData::new(
+                    e.id,
+                    e.event_type,
+                    e.schema_version,
+                    e.codec,
+                    e.metadata,
+                    e.payload,
+                ),
             ));
         }
         let n = records.len();
