@@ -1,0 +1,92 @@
+//! The JetStream harness of the conformance suite.
+
+use annals_broker::Headers;
+use annals_broker::conformance::BrokerHarness;
+use annals_nats::async_nats::jetstream;
+use annals_nats::{
+    ConsumerSettings, JetStreamConsumer, JetStreamPublisher, StreamSettings, async_nats,
+};
+
+/// The shared local server.
+pub(crate) const NATS: &str = "127.0.0.1:4222";
+
+pub(crate) async fn client() -> async_nats::Client {
+    async_nats::connect(NATS)
+        .await
+        .expect("NATS with JetStream on 127.0.0.1:4222 (.ci/run starts it)")
+}
+
+/// The stream of a test prefix: `ANNALS_TEST_<PREFIX>` (one per prefix; each test uses its
+/// own prefix).
+pub(crate) fn stream_name(prefix: &str) -> String {
+    format!(
+        "ANNALS_TEST_{}",
+        prefix.replace(['-', '.'], "_").to_uppercase()
+    )
+}
+
+/// JetStream on a server.
+pub(crate) struct JetStream {
+    pub(crate) client: async_nats::Client,
+}
+
+impl JetStream {
+    pub(crate) async fn local() -> Self {
+        Self {
+            client: client().await,
+        }
+    }
+}
+
+impl BrokerHarness for JetStream {
+    type Publisher = JetStreamPublisher;
+    type Consumer = JetStreamConsumer;
+
+    async fn publisher(&self, prefix: &str) -> JetStreamPublisher {
+        let js = jetstream::new(self.client.clone());
+        let name = stream_name(prefix);
+        // A stream left by an earlier run goes: the test starts empty.
+        let _ = js.delete_stream(&name).await;
+        JetStreamPublisher::new(
+            self.client.clone(),
+            StreamSettings::for_prefix(name, prefix),
+        )
+    }
+
+    async fn consumer(&self, prefix: &str, name: &str) -> JetStreamConsumer {
+        JetStreamConsumer::open(
+            self.client.clone(),
+            ConsumerSettings::new(stream_name(prefix), name),
+        )
+        .await
+        .unwrap()
+    }
+
+    async fn stored(&self, prefix: &str) -> Vec<(String, Headers)> {
+        stored(&self.client, &stream_name(prefix)).await
+    }
+}
+
+/// Every message of JetStream stream `name`, in order: (subject, headers).
+pub(crate) async fn stored(client: &async_nats::Client, name: &str) -> Vec<(String, Headers)> {
+    let js = jetstream::new(client.clone());
+    let mut stream = js.get_stream(name).await.unwrap();
+    let info = stream.info().await.unwrap().clone();
+    let mut out = Vec::new();
+    if info.state.messages == 0 {
+        return out;
+    }
+    for seq in info.state.first_sequence..=info.state.last_sequence {
+        let Ok(m) = stream.get_raw_message(seq).await else {
+            continue;
+        };
+        let mut headers = Headers::new();
+        for (k, v) in m.headers.iter() {
+            if let Some(v) = v.first() {
+                headers.insert(k.to_string(), v.as_str().to_owned());
+            }
+        }
+        out.push((m.subject.to_string(), headers));
+    }
+    out
+}
