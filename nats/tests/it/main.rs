@@ -4,6 +4,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod harness;
+mod server;
 
+mod broker_restart;
 mod conformance;
 mod relay;
+mod relay_crash;
