@@ -12,6 +12,7 @@ mod common;
 use annals_example_domain::tickets;
 
 mod crash;
+mod orders_example;
 mod pg_projections;
 mod projection_crash;
 mod search_crash;
