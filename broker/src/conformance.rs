@@ -173,7 +173,16 @@ pub async fn inbox_handles_in_order_and_parks_poison<H: BrokerHarness, S: EventS
     h: H,
     store: S,
 ) {
-    let prefix = "conf-inbox";
+    inbox_handles_in_order_and_parks_poison_under(h, store, "conf-inbox").await;
+}
+
+/// [`inbox_handles_in_order_and_parks_poison`] with its own subject prefix (to run it more
+/// than once against one broker, e.g. over several stores).
+pub async fn inbox_handles_in_order_and_parks_poison_under<H: BrokerHarness, S: EventStore>(
+    h: H,
+    store: S,
+    prefix: &str,
+) {
     let publisher = h.publisher(prefix).await;
     let mut last = fill(&store, "acct", 5, 100).await;
     for ty in ["Poison", "Flaky", "Happened"] {
@@ -191,7 +200,7 @@ pub async fn inbox_handles_in_order_and_parks_poison<H: BrokerHarness, S: EventS
         store.clone(),
         publisher.clone(),
         MemCheckpoints::new(),
-        RelayConfig::new("conf-inbox", "conformance", prefix),
+        RelayConfig::new(prefix, "conformance", prefix),
     );
     relay.wait_for(last, Duration::from_secs(30)).await.unwrap();
     relay.shutdown().await;
@@ -202,7 +211,7 @@ pub async fn inbox_handles_in_order_and_parks_poison<H: BrokerHarness, S: EventS
     let recorder = Recorder::default();
     recorder.flaky.store(2, std::sync::atomic::Ordering::SeqCst);
     let dead = MemDeadLetters::new();
-    let config = InboxConfig::new("conf-inbox")
+    let config = InboxConfig::new(prefix)
         .max_attempts(5)
         .backoff(Duration::from_millis(5), Duration::from_millis(20))
         .fetch_wait(Duration::from_millis(200));

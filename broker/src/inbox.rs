@@ -310,6 +310,27 @@ async fn fetch_loop<C: Consumer, H: InboxHandler, D: MessageDeadLetters>(
     let mut backoff = shared.config.initial_backoff;
     let mut stop = shared.stop.clone();
     let mut tasks = tokio::task::JoinSet::new();
+    // Messages a crashed predecessor left unsettled first.
+    loop {
+        let recovered = tokio::select! {
+            r = consumer.recover() => r,
+            _ = stop.wait_for(|s| *s) => Ok(()),
+        };
+        match recovered {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, "inbox cannot recover; retrying");
+                shared
+                    .status
+                    .send_modify(|s| s.broker_error = Some(e.to_string()));
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.wait_for(|s| *s) => break,
+                }
+                backoff = (backoff * 2).min(shared.config.max_backoff);
+            }
+        }
+    }
     while !*stop.borrow() {
         // Room for at least one more unsettled message.
         let permit = tokio::select! {

@@ -223,3 +223,48 @@ impl<S: EventStore> MessageDeadLetters for StoreDeadLetters<S> {
         Ok(true)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    async fn cycle<D: MessageDeadLetters>(d: D) {
+        let p = |id: &str| {
+            ParkedMessage::new(
+                "billing",
+                id,
+                "orders.order.order-1",
+                Headers::new(),
+                vec![1],
+                "boom",
+            )
+        };
+        d.park(&p("a")).await.unwrap();
+        d.park(&p("b").with_attempts(3)).await.unwrap();
+        d.park(&p("a").with_attempts(2)).await.unwrap(); // replaces
+        let list = d.list("billing").await.unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list.iter().find(|p| p.id == "a").unwrap().attempts, 2);
+        assert!(d.list("other").await.unwrap().is_empty());
+        assert!(d.remove("billing", "a").await.unwrap());
+        assert!(!d.remove("billing", "a").await.unwrap());
+        assert_eq!(d.list("billing").await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn dead_letters_in_memory_and_in_the_store() {
+        cycle(MemDeadLetters::new()).await;
+        let store = annals_store::MemStore::new();
+        cycle(StoreDeadLetters::new(store.clone())).await;
+        // Durable where the store is: a new handle sees the same list.
+        assert_eq!(
+            StoreDeadLetters::new(store)
+                .list("billing")
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+}

@@ -78,6 +78,17 @@ pub trait Consumer: Send + 'static {
     /// One delivered message.
     type Delivery: Delivery;
 
+    /// Called once before the first fetch: when a crashed predecessor left messages
+    /// unsettled, waits until the broker will deliver them again, so that they come before
+    /// newer messages of their subjects (order per subject across crashes). The default does
+    /// nothing.
+    ///
+    /// # Errors
+    /// [`BrokerError::Unavailable`] when the broker cannot be reached.
+    fn recover(&mut self) -> impl Future<Output = Result<(), BrokerError>> + Send {
+        async { Ok(()) }
+    }
+
     /// Waits up to `wait` for at least one message and returns at most `max` (none when
     /// nothing arrived in time).
     ///

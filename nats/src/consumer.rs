@@ -92,6 +92,26 @@ impl JetStreamConsumer {
 impl Consumer for JetStreamConsumer {
     type Delivery = JetStreamDelivery;
 
+    /// JetStream redelivers a message left unacknowledged after `ack_wait`, ahead of newer
+    /// ones: with messages pending, wait that long before fetching.
+    async fn recover(&mut self) -> Result<(), BrokerError> {
+        let info = self
+            .consumer
+            .info()
+            .await
+            .map_err(|e| unavailable("reading the consumer", e))?;
+        if info.num_ack_pending > 0 {
+            let wait = info.config.ack_wait + Duration::from_millis(100);
+            tracing::info!(
+                pending = info.num_ack_pending,
+                ?wait,
+                "waiting for a predecessor's unsettled messages"
+            );
+            tokio::time::sleep(wait).await;
+        }
+        Ok(())
+    }
+
     async fn fetch(
         &mut self,
         max: usize,

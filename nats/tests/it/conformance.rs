@@ -22,3 +22,26 @@ async fn relay_publishes_every_event_once_from_sled() {
 async fn inbox_handles_in_order_and_parks_poison() {
     suite::inbox_handles_in_order_and_parks_poison(JetStream::local().await, MemStore::new()).await;
 }
+
+/// The same suite over the PostgreSQL store (the relay and inbox reach stores only through
+/// the core trait).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbox_and_relay_over_postgres() {
+    let schema = format!("annals_nats_{}", std::process::id());
+    let config = annals_postgres::PgConfig::new(
+        "host=127.0.0.1 port=5432 user=postgres dbname=test",
+        &schema,
+    );
+    let store = annals_postgres::PgStore::open(config.clone())
+        .await
+        .unwrap();
+    store.drop_schema().await.unwrap();
+    let store = annals_postgres::PgStore::open(config).await.unwrap();
+    suite::inbox_handles_in_order_and_parks_poison_under(
+        JetStream::local().await,
+        store.clone(),
+        "conf-pg",
+    )
+    .await;
+    store.drop_schema().await.unwrap();
+}

@@ -8,5 +8,6 @@ mod server;
 
 mod broker_restart;
 mod conformance;
+mod inbox_crash;
 mod relay;
 mod relay_crash;
