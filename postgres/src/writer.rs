@@ -620,14 +620,7 @@ fn prepare(
             r.stream.clone(),
             Version(first_version.0 + i as u64),
             Timestamp(ts),
-            EventData::new(
-                data.id,
-                data.event_type.clone(),
-                data.schema_version,
-                data.codec,
-                data.metadata.clone(),
-                data.payload.clone(),
-            ),
+            data.clone(),
         );
         decided.next += 1;
         stored.insert(e.id, (e.clone(), Some(marks)));

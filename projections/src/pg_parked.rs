@@ -10,7 +10,7 @@ use tokio_postgres::{Client, Row};
 
 use crate::error::ProjectionError;
 use crate::parked::{DeadLetters, Parked};
-use crate::postgres::{ensure, pg, valid_schema};
+use crate::postgres::{ensure, pg, setup_transaction, valid_schema};
 
 /// Parked events in `<schema>.annals_parked`, one row per (projection, position).
 ///
@@ -72,22 +72,17 @@ impl PgDeadLetters {
         let s = &this.schema;
         let mut slot = this.client.lock().await;
         let (client, _) = ensure(&mut slot, &this.connect).await?;
-        let tx = client.transaction().await.map_err(pg)?;
-        tx.execute(
-            "SELECT pg_advisory_xact_lock(hashtext($1))",
-            &[&format!("{s}.setup")],
+        let tx = setup_transaction(
+            client,
+            s,
+            &format!(
+                "CREATE TABLE IF NOT EXISTS {s}.annals_parked (
+                     projection TEXT NOT NULL, position BIGINT NOT NULL, stream TEXT NOT NULL,
+                     event_type TEXT NOT NULL, error TEXT NOT NULL, attempts INT NOT NULL,
+                     parked_at BIGINT NOT NULL, PRIMARY KEY (projection, position))"
+            ),
         )
-        .await
-        .map_err(pg)?;
-        tx.batch_execute(&format!(
-            "CREATE SCHEMA IF NOT EXISTS {s};
-             CREATE TABLE IF NOT EXISTS {s}.annals_parked (
-                 projection TEXT NOT NULL, position BIGINT NOT NULL, stream TEXT NOT NULL,
-                 event_type TEXT NOT NULL, error TEXT NOT NULL, attempts INT NOT NULL,
-                 parked_at BIGINT NOT NULL, PRIMARY KEY (projection, position))"
-        ))
-        .await
-        .map_err(pg)?;
+        .await?;
         tx.commit().await.map_err(pg)?;
         drop(slot);
         Ok(this)

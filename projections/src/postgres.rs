@@ -233,6 +233,27 @@ impl<P> Drop for PgReadModel<P> {
     }
 }
 
+/// A transaction that sets up tables in `schema`: serialized between processes by an
+/// advisory lock on `<schema>.setup`, with the schema created and `ddl` run. Commit it after
+/// any further setup.
+pub(crate) async fn setup_transaction<'a>(
+    client: &'a mut Client,
+    schema: &str,
+    ddl: &str,
+) -> Result<Transaction<'a>, ProjectionError> {
+    let tx = client.transaction().await.map_err(pg)?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext($1))",
+        &[&format!("{schema}.setup")],
+    )
+    .await
+    .map_err(pg)?;
+    tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}; {ddl}"))
+        .await
+        .map_err(pg)?;
+    Ok(tx)
+}
+
 /// The connection in `slot`, reopened if it was lost; `true` when it was reopened.
 pub(crate) async fn ensure<'a>(
     slot: &'a mut Option<(Client, JoinHandle<()>)>,
@@ -289,20 +310,15 @@ impl<P: PgProjector> PgReadModel<P> {
         };
         let s = model.schema.clone();
         let (client, _) = ensure(&mut model.client, &model.connect).await?;
-        let tx = client.transaction().await.map_err(pg)?;
-        tx.execute(
-            "SELECT pg_advisory_xact_lock(hashtext($1))",
-            &[&format!("{s}.setup")],
+        let tx = setup_transaction(
+            client,
+            &s,
+            &format!(
+                "CREATE TABLE IF NOT EXISTS {s}.annals_checkpoints (
+                     name TEXT PRIMARY KEY, position BIGINT NOT NULL, version INT NOT NULL)"
+            ),
         )
-        .await
-        .map_err(pg)?;
-        tx.batch_execute(&format!(
-            "CREATE SCHEMA IF NOT EXISTS {s};
-             CREATE TABLE IF NOT EXISTS {s}.annals_checkpoints (
-                 name TEXT PRIMARY KEY, position BIGINT NOT NULL, version INT NOT NULL)"
-        ))
-        .await
-        .map_err(pg)?;
+        .await?;
         model
             .projector
             .setup(&tx)
