@@ -332,37 +332,14 @@ impl<P: PgProjector> PgReadModel<P> {
     pub fn projector(&self) -> &P {
         &self.projector
     }
-}
 
-/// Reads one projection's checkpoint row.
-fn checkpoint_sql(schema: &str) -> String {
-    format!("SELECT position, version FROM {schema}.annals_checkpoints WHERE name = $1")
-}
-
-#[async_trait]
-impl<P: PgProjector> Projection for PgReadModel<P> {
-    fn name(&self) -> &str {
-        self.projector.name()
-    }
-
-    fn version(&self) -> u32 {
-        self.projector.version()
-    }
-
-    async fn checkpoint(&self) -> Result<Option<Checkpoint>, ProjectionError> {
-        let mut reader = self.reader.lock().await;
-        let (client, _) = ensure(&mut reader, &self.connect).await?;
-        let row = client
-            .query_opt(&checkpoint_sql(&self.schema), &[&self.projector.name()])
-            .await
-            .map_err(pg)?;
-        row.as_ref().map(to_checkpoint).transpose()
-    }
-
-    async fn apply(
+    /// Applies a batch and moves the checkpoint by compare-and-set, in one transaction;
+    /// `reapply`: events at or below the stored checkpoint, which stays.
+    async fn apply_batch(
         &mut self,
         events: &[RecordedEvent],
         checkpoint: Checkpoint,
+        reapply: bool,
     ) -> Result<(), ProjectionError> {
         let (client, reopened) = ensure(&mut self.client, &self.connect).await?;
         if reopened {
@@ -387,13 +364,15 @@ impl<P: PgProjector> Projection for PgReadModel<P> {
             expected: expected.unwrap_or(Position::NONE),
         };
         // Events at or below the stored checkpoint are applied already (by another worker,
-        // or by a commit whose outcome this one never heard) — unless the checkpoint stays
-        // where it is: that is the runner retrying a parked event, which was skipped, not
-        // applied.
-        if let (Some(first), Some(at)) = (events.first(), expected)
-            && first.position <= at
-            && checkpoint.position != at
-        {
+        // or by a commit whose outcome this one never heard) — unless this is a re-apply of
+        // a parked event, which was skipped, not applied; it keeps the checkpoint where the
+        // store has it.
+        let stale = match (events.first(), expected) {
+            (Some(first), Some(at)) if reapply => checkpoint.position != at || first.position > at,
+            (Some(first), Some(at)) => first.position <= at,
+            _ => false,
+        };
+        if stale {
             self.known = None;
             return Err(fenced(expected));
         }
@@ -449,6 +428,48 @@ impl<P: PgProjector> Projection for PgReadModel<P> {
         tx.commit().await.map_err(pg)?;
         self.known = Some(Some(checkpoint.position));
         Ok(())
+    }
+}
+
+/// Reads one projection's checkpoint row.
+fn checkpoint_sql(schema: &str) -> String {
+    format!("SELECT position, version FROM {schema}.annals_checkpoints WHERE name = $1")
+}
+
+#[async_trait]
+impl<P: PgProjector> Projection for PgReadModel<P> {
+    fn name(&self) -> &str {
+        self.projector.name()
+    }
+
+    fn version(&self) -> u32 {
+        self.projector.version()
+    }
+
+    async fn checkpoint(&self) -> Result<Option<Checkpoint>, ProjectionError> {
+        let mut reader = self.reader.lock().await;
+        let (client, _) = ensure(&mut reader, &self.connect).await?;
+        let row = client
+            .query_opt(&checkpoint_sql(&self.schema), &[&self.projector.name()])
+            .await
+            .map_err(pg)?;
+        row.as_ref().map(to_checkpoint).transpose()
+    }
+
+    async fn apply(
+        &mut self,
+        events: &[RecordedEvent],
+        checkpoint: Checkpoint,
+    ) -> Result<(), ProjectionError> {
+        self.apply_batch(events, checkpoint, false).await
+    }
+
+    async fn reapply(
+        &mut self,
+        events: &[RecordedEvent],
+        checkpoint: Checkpoint,
+    ) -> Result<(), ProjectionError> {
+        self.apply_batch(events, checkpoint, true).await
     }
 
     async fn clear(&mut self) -> Result<(), ProjectionError> {

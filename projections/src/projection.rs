@@ -66,6 +66,18 @@ pub trait Projection: Send + Sync + 'static {
     /// the old one until [`Projection::rebuilt`].
     async fn clear(&mut self) -> Result<(), ProjectionError>;
 
+    /// Applies `events` that lie at or below the stored checkpoint — the runner's retry of a
+    /// parked event, which was skipped, not applied — keeping the checkpoint at
+    /// `checkpoint`. Read models that refuse batches below their stored checkpoint (to fence
+    /// off a stale worker) override it; the default is [`Projection::apply`].
+    async fn reapply(
+        &mut self,
+        events: &[RecordedEvent],
+        checkpoint: Checkpoint,
+    ) -> Result<(), ProjectionError> {
+        self.apply(events, checkpoint).await
+    }
+
     /// Read models that commit on their own schedule (a search index committing every N
     /// events or T milliseconds) return the last position whose effect readers can see;
     /// `wait_for` and lag use it. `None` (the default): everything applied is visible.

@@ -472,7 +472,7 @@ impl<S: EventStore> Worker<S> {
         };
         let events = self.store.read_all(position, 1).await?;
         let cp = self.checkpoint_at(self.checkpoint);
-        match self.projection.apply(&events, cp).await {
+        match self.projection.reapply(&events, cp).await {
             Ok(()) => {
                 self.parked.remove(&self.name, position).await?;
                 Ok(())
