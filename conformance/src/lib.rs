@@ -38,8 +38,9 @@ use std::future::Future;
 use std::time::Duration;
 
 use annals_core::{
-    Direction, Error, EventData, EventId, EventStore, ExpectedVersion, Filter, Metadata, Position,
-    RecordedEvent, Snapshot, SnapshotStore, StreamId, Timestamp, Uuid, Version, VersionRange,
+    CodecId, Direction, Error, EventData, EventId, EventStore, ExpectedVersion, Filter, Metadata,
+    Position, RecordedEvent, Snapshot, SnapshotStore, StreamId, Timestamp, Uuid, Version,
+    VersionRange,
 };
 
 /// Opens stores for the suite.
@@ -78,6 +79,7 @@ macro_rules! conformance_tests {
                 ids_of_every_kind,
                 partial_reappends_are_duplicates,
                 subscription_is_a_stream,
+                load_latest_is_the_snapshot_and_what_follows,
             );
         }
     };
@@ -1124,6 +1126,44 @@ pub async fn read_event_by_id<H: Harness>(mut h: H) {
     assert_eq!(
         s.read_event(batch[2].id).await.unwrap().unwrap().position,
         Position(3)
+    );
+}
+
+/// `load_latest`: the snapshot and the events after it (all events without one), at most
+/// the limit.
+pub async fn load_latest_is_the_snapshot_and_what_follows<H: Harness>(mut h: H) {
+    let s = h.fresh().await;
+    let stream = sid("latest-1");
+    s.append(&stream, ExpectedVersion::Any, events("E", 10))
+        .await
+        .unwrap();
+    s.append(&sid("other-1"), ExpectedVersion::Any, events("O", 3))
+        .await
+        .unwrap();
+    let versions =
+        |l: &annals_core::Latest| l.events.iter().map(|e| e.version.0).collect::<Vec<_>>();
+    let none = s.load_latest(&stream, 100).await.unwrap();
+    assert!(matches!(none.snapshot, Ok(None)));
+    assert_eq!(versions(&none), (1..=10).collect::<Vec<_>>());
+    let snap = Snapshot::new(
+        Version(6),
+        1,
+        CodecId::JSON,
+        b"{}".to_vec(),
+        Timestamp::now(),
+    );
+    s.save_snapshot(&stream, snap.clone()).await.unwrap();
+    let after = s.load_latest(&stream, 100).await.unwrap();
+    assert_eq!(after.snapshot.as_ref().ok(), Some(&Some(snap)));
+    assert_eq!(versions(&after), vec![7, 8, 9, 10]);
+    let limited = s.load_latest(&stream, 2).await.unwrap();
+    assert_eq!(versions(&limited), vec![7, 8]);
+    assert!(
+        s.load_latest(&sid("none-1"), 10)
+            .await
+            .unwrap()
+            .events
+            .is_empty()
     );
 }
 

@@ -37,7 +37,7 @@ pub use error::{CodecAction, Error, Result, Source};
 pub use expected::ExpectedVersion;
 pub use ids::{EventId, MAX_STREAM_ID_LEN, Position, StreamId, Version};
 pub use metadata::Metadata;
-pub use snapshot::{Snapshot, SnapshotStore};
+pub use snapshot::{Latest, Snapshot, SnapshotStore};
 pub use store::{AppendMarks, AppendResult, Direction, EventStore, VersionRange};
 pub use subscription::{Filter, Subscription};
 

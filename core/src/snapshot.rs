@@ -3,9 +3,10 @@
 use std::future::Future;
 
 use crate::codec::CodecId;
-use crate::envelope::Timestamp;
-use crate::error::Result;
+use crate::envelope::{RecordedEvent, Timestamp};
+use crate::error::{Error, Result};
 use crate::ids::{StreamId, Version};
+use crate::store::{Direction, EventStore, VersionRange};
 
 /// One stored snapshot of a stream's aggregate.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -43,6 +44,29 @@ impl Snapshot {
     }
 }
 
+/// What a load needs: the latest snapshot and the events after it.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Latest {
+    /// The snapshot; `Err` when it could not be read (callers replay instead).
+    pub snapshot: std::result::Result<Option<Snapshot>, Error>,
+    /// Events of the stream in version order, from after the snapshot as the store saw it
+    /// (from version 1 without one), at most the limit asked for. A snapshot written
+    /// meanwhile can make them start later or earlier than `snapshot.version + 1`: callers
+    /// check that they follow on.
+    pub events: Vec<RecordedEvent>,
+}
+
+impl Latest {
+    /// A snapshot (or the error reading it) and the events after it.
+    pub fn new(
+        snapshot: std::result::Result<Option<Snapshot>, Error>,
+        events: Vec<RecordedEvent>,
+    ) -> Self {
+        Self { snapshot, events }
+    }
+}
+
 /// Where snapshots live: one (the latest) per stream. Snapshots are a cache: losing one only
 /// costs a longer replay, so stores may write them without their own sync.
 pub trait SnapshotStore: Clone + Send + Sync + 'static {
@@ -63,6 +87,38 @@ pub trait SnapshotStore: Clone + Send + Sync + 'static {
         snapshot: Snapshot,
     ) -> impl Future<Output = Result<()>> + Send {
         self.save_snapshot(stream, snapshot)
+    }
+
+    /// The latest snapshot of `stream` and up to `limit` events after it, in one call: what
+    /// loading an aggregate needs. Stores with a server answer it in one round trip; the
+    /// default makes the two calls.
+    ///
+    /// # Errors
+    /// The events' read errors (a snapshot that cannot be read is in [`Latest::snapshot`]).
+    fn load_latest(
+        &self,
+        stream: &StreamId,
+        limit: usize,
+    ) -> impl Future<Output = Result<Latest>> + Send
+    where
+        Self: EventStore,
+    {
+        async move {
+            let snapshot = self.load_snapshot(stream).await;
+            let from = match &snapshot {
+                Ok(Some(s)) => s.version.next(),
+                _ => Version::FIRST,
+            };
+            let events = self
+                .read_stream(
+                    stream,
+                    VersionRange::new(from, Version::MAX),
+                    Direction::Forward,
+                    limit,
+                )
+                .await?;
+            Ok(Latest { snapshot, events })
+        }
     }
 
     /// The latest snapshot of `stream`. A damaged snapshot is an error; callers fall back to

@@ -40,7 +40,7 @@ use std::time::Duration;
 
 use annals_core::{
     AppendResult, CodecId, Direction, Error, EventData, EventId, EventStore, ExpectedVersion,
-    Position, RecordedEvent, Result, Snapshot, SnapshotStore, StreamId, Timestamp, Version,
+    Latest, Position, RecordedEvent, Result, Snapshot, SnapshotStore, StreamId, Timestamp, Version,
     VersionRange,
 };
 use tokio::sync::{Mutex, oneshot, watch};
@@ -115,6 +115,7 @@ struct Reader {
     event: Statement,
     save_snapshot: Statement,
     load_snapshot: Statement,
+    after_snapshot: Statement,
 }
 
 impl Reader {
@@ -148,6 +149,22 @@ impl Reader {
             .await?,
             load_snapshot: prepare(format!(
                 "SELECT version, schema_version, codec, payload, taken_at FROM {s}.snapshots WHERE stream = $1"
+            ))
+            .await?,
+            // One statement (one MVCC snapshot): the snapshot row, then the events after
+            // its version; event columns first (as `to_event` reads them), then the
+            // snapshot's, each side NULL in the other's rows.
+            after_snapshot: prepare(format!(
+                "WITH s AS (SELECT version, schema_version, codec, payload, taken_at
+                            FROM {s}.snapshots WHERE stream = $1)
+                 SELECT NULL::bigint, NULL::text, NULL::bigint, NULL::uuid, NULL::text, NULL::int,
+                        NULL::bigint, NULL::uuid, NULL::uuid, NULL::jsonb, NULL::smallint, NULL::bytea,
+                        s.version, s.schema_version, s.codec, s.payload, s.taken_at, 0 AS kind FROM s
+                 UNION ALL
+                 (SELECT {COLUMNS}, NULL::bigint, NULL::int, NULL::smallint, NULL::bytea, NULL::bigint, 1
+                  FROM {s}.events WHERE stream = $1
+                    AND version > COALESCE((SELECT version FROM s), 0)
+                  ORDER BY version LIMIT $2)"
             ))
             .await?,
             client,
@@ -485,24 +502,49 @@ impl SnapshotStore for PgStore {
 
     async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>> {
         let reader = self.reader().await?;
-        let Some(row) = reader
+        let row = reader
             .client
             .query_opt(&reader.load_snapshot, &[&stream.as_str()])
             .await
-            .map_err(pg)?
-        else {
-            return Ok(None);
-        };
-        let codec: i16 = col(&row, 2)?;
-        Ok(Some(Snapshot::new(
-            Version(count_col(&row, 0)?),
-            col::<i32>(&row, 1)? as u32,
-            CodecId(
-                u8::try_from(codec)
-                    .map_err(|_| Error::corrupt(Position::NONE, "invalid snapshot codec"))?,
-            ),
-            col(&row, 3)?,
-            Timestamp(col(&row, 4)?),
-        )))
+            .map_err(pg)?;
+        row.as_ref().map(|r| snapshot_at(r, 0)).transpose()
     }
+
+    /// One statement: one round trip, and the snapshot and the events from one database
+    /// snapshot (the events follow exactly the snapshot returned).
+    async fn load_latest(&self, stream: &StreamId, limit: usize) -> Result<Latest> {
+        let reader = self.reader().await?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = reader
+            .client
+            .query(&reader.after_snapshot, &[&stream.as_str(), &limit])
+            .await
+            .map_err(pg)?;
+        let mut snapshot = Ok(None);
+        let mut events = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if col::<i32>(row, 17)? == 0 {
+                snapshot = snapshot_at(row, 12).map(Some);
+            } else {
+                events.push(to_event(row)?);
+            }
+        }
+        Ok(Latest::new(snapshot, events))
+    }
+}
+
+/// A snapshot's columns (version, schema_version, codec, payload, taken_at) from column
+/// `at` of `row` on.
+fn snapshot_at(row: &tokio_postgres::Row, at: usize) -> Result<Snapshot> {
+    let codec: i16 = col(row, at + 2)?;
+    Ok(Snapshot::new(
+        Version(count_col(row, at)?),
+        col::<i32>(row, at + 1)? as u32,
+        CodecId(
+            u8::try_from(codec)
+                .map_err(|_| Error::corrupt(Position::NONE, "invalid snapshot codec"))?,
+        ),
+        col(row, at + 3)?,
+        Timestamp(col(row, at + 4)?),
+    ))
 }
