@@ -14,6 +14,8 @@
 //! * [`inbox`]: the **idempotent inbox** — hands each message to a handler in order per
 //!   subject, retries transient failures, parks poison messages ([`parked`]).
 //! * [`cloudevents`]: the wire format, CloudEvents 1.0 in binary mode over headers.
+//! * [`group`]: inboxes that scale out over several processes (partitioned subjects, one
+//!   consumer per partition, partitions held by leases).
 //!
 //! The crate depends on `annals-core` only: the relay and the inbox work over any store
 //! (sled, PostgreSQL, memory).
@@ -25,6 +27,7 @@ pub mod cloudevents;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;
+pub mod group;
 pub mod inbox;
 pub mod parked;
 pub mod relay;
@@ -34,6 +37,9 @@ pub mod subject;
 pub use checkpoint::{FileCheckpoints, MemCheckpoints, RelayCheckpoints};
 pub use cloudevents::{IncomingEvent, MappingError};
 pub use error::BrokerError;
+pub use group::{
+    GroupStatus, InboxGroup, InboxGroupConfig, InboxGroupHandle, Leases, OpenPartition,
+};
 pub use inbox::{
     HandleError, Inbox, InboxConfig, InboxHandle, InboxHandler, InboxStatus, command_id_for,
 };

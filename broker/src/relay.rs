@@ -30,7 +30,7 @@ use crate::checkpoint::RelayCheckpoints;
 use crate::cloudevents::to_message;
 use crate::error::BrokerError;
 use crate::seam::Publisher;
-use crate::subject::subject_for;
+use crate::subject::{partitioned_subject_for, subject_for};
 
 /// A relay's options.
 #[derive(Clone, Debug)]
@@ -52,6 +52,9 @@ pub struct RelayConfig {
     pub initial_backoff: Duration,
     /// The longest wait between retries (default 5 s).
     pub max_backoff: Duration,
+    /// Partitions of the subject space (default 0: none): with `n > 0` events go to
+    /// `<prefix>.<partition>.<aggregate type>.<stream id>` (see [`crate::subject`]).
+    pub partitions: u32,
 }
 
 impl RelayConfig {
@@ -70,7 +73,14 @@ impl RelayConfig {
             checkpoint_every: Duration::from_millis(200),
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
+            partitions: 0,
         }
+    }
+
+    /// Partitions the subjects (for inboxes that scale out; see [`crate::subject`]).
+    pub fn partitions(mut self, n: u32) -> Self {
+        self.partitions = n;
+        self
     }
 
     /// Relays only the events `filter` passes.
@@ -439,7 +449,10 @@ impl<S: EventStore, P: Publisher, C: RelayCheckpoints> Worker<S, P, C> {
                 next = sub.next(), if held.is_none() && window.len() < max => {
                     match next {
                         Some(Ok(event)) => {
-                            let subject = subject_for(&self.config.prefix, &event.stream);
+                            let subject = match self.config.partitions {
+                                0 => subject_for(&self.config.prefix, &event.stream),
+                                n => partitioned_subject_for(&self.config.prefix, n, &event.stream),
+                            };
                             held = Some((event, subject));
                         }
                         Some(Err(e)) => return Ended::Failed(BrokerError::Store(e)),

@@ -7,6 +7,12 @@
 //! `order-7`; `a.b c` becomes `a%2Eb%20c`. The aggregate type is the stream id's part before
 //! its first `-` (the whole id when it has none), so `orders.order.order-7` is the subject of
 //! stream `order-7` under prefix `orders`.
+//!
+//! **Partitions** (for inboxes that scale out over several processes): a relay with
+//! `RelayConfig::partitions(n)` puts the stream's partition ([`partition_of`]) after the
+//! prefix, `orders.3.order.order-7`, so that each partition is one durable consumer
+//! (`orders.3.>`) that one process at a time consumes: every stream's messages go to one
+//! partition, so order per stream holds however many processes share the work.
 
 use annals_core::StreamId;
 
@@ -68,6 +74,39 @@ pub fn aggregate_type(stream: &StreamId) -> &str {
 pub fn subject_for(prefix: &str, stream: &StreamId) -> String {
     format!(
         "{prefix}.{}.{}",
+        encode_token(aggregate_type(stream)),
+        encode_token(stream.as_str())
+    )
+}
+
+/// The partition of `stream` among `partitions` (at least 1): FNV-1a (32 bits) of the stream
+/// id's UTF-8 bytes, modulo `partitions`. Stable forever: publishers and consumers of other
+/// builds and languages compute the same.
+///
+/// ```
+/// use annals_broker::subject::partition_of;
+/// use annals_core::StreamId;
+/// let p = partition_of(&StreamId::new("order-7")?, 4);
+/// assert!(p < 4);
+/// assert_eq!(p, partition_of(&StreamId::new("order-7")?, 4));
+/// # Ok::<(), annals_core::Error>(())
+/// ```
+pub fn partition_of(stream: &StreamId, partitions: u32) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in stream.as_str().bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h % partitions.max(1)
+}
+
+/// The subject of `stream` under `prefix` in a partitioned relay:
+/// `<prefix>.<partition>.<aggregate type>.<stream id>`, so that the consumer of partition `k`
+/// takes `<prefix>.<k>.>`.
+pub fn partitioned_subject_for(prefix: &str, partitions: u32, stream: &StreamId) -> String {
+    format!(
+        "{prefix}.{}.{}.{}",
+        partition_of(stream, partitions),
         encode_token(aggregate_type(stream)),
         encode_token(stream.as_str())
     )

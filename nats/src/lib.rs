@@ -13,9 +13,11 @@
 //! the relay does not start ([`BrokerError::Incompatible`]).
 
 mod consumer;
+mod leases;
 mod publisher;
 
 pub use consumer::{ConsumerSettings, JetStreamConsumer, JetStreamDelivery};
+pub use leases::{JetStreamPartitions, NatsLeases};
 pub use publisher::{JetStreamAck, JetStreamPublisher, StreamSettings};
 
 pub use annals_broker::BrokerError;

@@ -8,6 +8,7 @@ mod server;
 
 mod broker_restart;
 mod conformance;
+mod group;
 mod inbox_crash;
 mod relay;
 mod relay_crash;
