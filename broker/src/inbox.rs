@@ -459,6 +459,10 @@ async fn settle<H: InboxHandler, D: MessageDeadLetters, M: Delivery>(
         stream = %event.stream,
         traceparent = event.traceparent().unwrap_or(""),
     );
+    #[cfg(feature = "otel")]
+    if let Some(tp) = event.traceparent() {
+        set_remote_parent(&span, tp);
+    }
     // Deliveries before this one ended in a crash (or a lost acknowledgement).
     let earlier = u32::try_from(message.delivered().saturating_sub(1)).unwrap_or(u32::MAX);
     let mut attempts = earlier;
@@ -550,4 +554,19 @@ async fn park<H, D: MessageDeadLetters, M: Delivery>(
         tracing::warn!(error = %e, "cannot terminate a parked message; it may come again");
     }
     shared.status.send_modify(|s| s.parked += 1);
+}
+
+/// Makes the W3C trace context `traceparent` the OpenTelemetry parent of `span`.
+#[cfg(feature = "otel")]
+fn set_remote_parent(span: &tracing::Span, traceparent: &str) {
+    use opentelemetry::propagation::TextMapPropagator;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let carrier = std::collections::HashMap::from([(
+        crate::cloudevents::TRACEPARENT.to_owned(),
+        traceparent.to_owned(),
+    )]);
+    let cx = opentelemetry_sdk::propagation::TraceContextPropagator::new().extract(&carrier);
+    if let Err(e) = span.set_parent(cx) {
+        tracing::debug!(error = %e, "no OpenTelemetry layer: the trace parent is a field only");
+    }
 }

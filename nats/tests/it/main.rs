@@ -10,5 +10,6 @@ mod broker_restart;
 mod conformance;
 mod group;
 mod inbox_crash;
+mod otel;
 mod relay;
 mod relay_crash;
