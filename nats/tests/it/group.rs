@@ -92,7 +92,15 @@ async fn two_members_share_partitions_and_hand_over() {
         .unwrap();
     wait_handled(&recorder, 400).await;
     check_order(&recorder);
-    let (sa, sb) = (a.status(), b.status());
+    // Statuses refresh with each lease check.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (sa, sb) = loop {
+        let (sa, sb) = (a.status(), b.status());
+        if (sa.handled > 0 && sb.handled > 0) || Instant::now() > deadline {
+            break (sa, sb);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert!(
         sa.handled > 0 && sb.handled > 0,
         "both did work: {sa:?} {sb:?}"

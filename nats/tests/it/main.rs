@@ -9,6 +9,7 @@ mod server;
 mod broker_restart;
 mod conformance;
 mod group;
+mod group_procs;
 mod inbox_crash;
 mod otel;
 mod relay;
