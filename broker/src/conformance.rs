@@ -261,3 +261,66 @@ pub async fn inbox_handles_in_order_and_parks_poison_under<H: BrokerHarness, S: 
     assert!(inbox.parked().await.unwrap().is_empty());
     inbox.shutdown().await;
 }
+
+/// With [`RetryMode::Nak`](crate::RetryMode::Nak), a transient failure goes back to the
+/// broker with a delay and comes again; after `max_attempts` deliveries it is parked.
+pub async fn inbox_nak_mode_redelivers<H: BrokerHarness, S: EventStore>(h: H, store: S) {
+    use std::sync::atomic::Ordering;
+    let prefix = "conf-nak";
+    let publisher = h.publisher(prefix).await;
+    let mut last = fill(&store, "nak", 3, 20).await;
+    for ty in ["Flaky", "Poison"] {
+        last = store
+            .append(
+                &StreamId::new(format!("nak-{ty}")).unwrap(),
+                ExpectedVersion::Any,
+                vec![EventData::json(ty, &1).unwrap()],
+            )
+            .await
+            .unwrap()
+            .last_position;
+    }
+    let relay = Relay::start(
+        store.clone(),
+        publisher,
+        MemCheckpoints::new(),
+        RelayConfig::new(prefix, "conformance", prefix),
+    );
+    relay.wait_for(last, Duration::from_secs(30)).await.unwrap();
+    relay.shutdown().await;
+    let recorder = Recorder::default();
+    recorder.flaky.store(2, Ordering::SeqCst);
+    // Poison fails transiently here (a flaky that never recovers): parked after 3 deliveries.
+    #[derive(Clone)]
+    struct NeverPoison(Recorder);
+    impl InboxHandler for NeverPoison {
+        async fn handle(&self, e: &IncomingEvent) -> Result<(), HandleError> {
+            if e.event_type == "Poison" {
+                return Err(HandleError::retry("still down"));
+            }
+            self.0.handle(e).await
+        }
+    }
+    let config = InboxConfig::new(prefix)
+        .retry(crate::RetryMode::Nak)
+        .max_attempts(3)
+        .backoff(Duration::from_millis(10), Duration::from_millis(40))
+        .fetch_wait(Duration::from_millis(100));
+    let inbox = Inbox::start(
+        h.consumer(prefix, prefix).await,
+        NeverPoison(recorder.clone()),
+        MemDeadLetters::new(),
+        config,
+    );
+    inbox
+        .wait_for_settled(22, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let status = inbox.status();
+    assert_eq!((status.handled, status.parked), (21, 1));
+    assert_eq!(status.failures, 2 + 3, "flaky twice, poison three times");
+    let parked = inbox.parked().await.unwrap();
+    assert_eq!(parked[0].attempts, 3);
+    assert!(recorder.seen.lock().unwrap().len() == 21);
+    inbox.shutdown().await;
+}

@@ -9,10 +9,11 @@
 //!   a time, in the order the broker delivered them; different subjects run concurrently
 //!   (at most [`InboxConfig::max_pending`] messages unsettled).
 //! * **Retries**: a transient failure ([`HandleError::Retry`]) is retried with exponential
-//!   backoff *in place* — the broker is told the message is still in progress — so that no
-//!   later message of its subject overtakes it (a broker-side redelivery would let later
-//!   messages of the subject through first). After [`InboxConfig::max_attempts`] attempts,
-//!   counting deliveries before a crash, the message is parked and terminated; a
+//!   backoff *in place* by default — the broker is told the message is still in progress —
+//!   so that no later message of its subject overtakes it; [`RetryMode::Nak`] hands it back
+//!   to the broker with the backoff as delay instead (a redelivery may then come after later
+//!   messages of its subject). After [`InboxConfig::max_attempts`] attempts, counting the
+//!   broker's deliveries, the message is parked and terminated; a
 //!   [`HandleError::Reject`], a message without the CloudEvents headers, or one that does not
 //!   decode is parked at once. The consumer goes on with the next message.
 //! * **Trace and causation**: the handler runs in a span carrying the incoming
@@ -87,6 +88,20 @@ pub fn command_id_for(inbox: &str, event: &IncomingEvent) -> Uuid {
     )
 }
 
+/// How an inbox retries a message whose handler failed transiently.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RetryMode {
+    /// Retry in place with backoff, telling the broker the message is still in progress:
+    /// no later message of its subject overtakes it (the default).
+    #[default]
+    InPlace,
+    /// Hand it back to the broker with a delay (a nak with backoff) and go on with the next
+    /// message: the broker delivers it again after the delay, to this or another worker.
+    /// Later messages of its subject may be handled before it.
+    Nak,
+}
+
 /// An inbox's options.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -103,6 +118,8 @@ pub struct InboxConfig {
     pub initial_backoff: Duration,
     /// The longest wait between attempts (default 5 s).
     pub max_backoff: Duration,
+    /// How transient failures are retried (default [`RetryMode::InPlace`]).
+    pub retry: RetryMode,
 }
 
 impl InboxConfig {
@@ -115,7 +132,14 @@ impl InboxConfig {
             fetch_wait: Duration::from_millis(500),
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
+            retry: RetryMode::InPlace,
         }
+    }
+
+    /// Sets how transient failures are retried.
+    pub fn retry(mut self, mode: RetryMode) -> Self {
+        self.retry = mode;
+        self
     }
 
     /// Sets the attempts before parking.
@@ -494,6 +518,17 @@ async fn settle<H: InboxHandler, D: MessageDeadLetters, M: Delivery>(
                 tracing::warn!(parent: &span, error = %e, attempts, "handler failed; retrying");
                 if attempts >= config.max_attempts.max(1) {
                     park(shared, message, Some(&event), e.to_string(), attempts).await;
+                    return;
+                }
+                if config.retry == RetryMode::Nak {
+                    // The broker's delivery count carries the attempts on.
+                    let mut delay = config.initial_backoff;
+                    for _ in 1..attempts {
+                        delay = (delay * 2).min(config.max_backoff);
+                    }
+                    if let Err(e) = message.nak(delay).await {
+                        tracing::warn!(error = %e, "cannot nak; the broker redelivers after its timeout");
+                    }
                     return;
                 }
                 let _ = message.keep_alive().await;

@@ -41,7 +41,8 @@ pub use group::{
     GroupStatus, InboxGroup, InboxGroupConfig, InboxGroupHandle, Leases, OpenPartition,
 };
 pub use inbox::{
-    HandleError, Inbox, InboxConfig, InboxHandle, InboxHandler, InboxStatus, command_id_for,
+    HandleError, Inbox, InboxConfig, InboxHandle, InboxHandler, InboxStatus, RetryMode,
+    command_id_for,
 };
 pub use parked::{MemDeadLetters, MessageDeadLetters, ParkedMessage, StoreDeadLetters};
 pub use relay::{Relay, RelayConfig, RelayHandle, RelayState, RelayStatus};

@@ -23,6 +23,11 @@ async fn inbox_handles_in_order_and_parks_poison() {
     suite::inbox_handles_in_order_and_parks_poison(JetStream::local().await, MemStore::new()).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbox_nak_mode_redelivers() {
+    suite::inbox_nak_mode_redelivers(JetStream::local().await, MemStore::new()).await;
+}
+
 /// The same suite over the PostgreSQL store (the relay and inbox reach stores only through
 /// the core trait).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
