@@ -12,7 +12,7 @@
 //! handled finish, queued ones go back to the broker), and stops a partition's inbox at once
 //! when a renewal fails. A crashed process's leases expire; another takes its partitions,
 //! and its inbox first waits for the messages left unacknowledged
-//! ([`Consumer::recover`](crate::Consumer::recover)), so order per stream survives the
+//! ([`Consumer::recover`]), so order per stream survives the
 //! hand-over.
 
 use std::collections::BTreeMap;
