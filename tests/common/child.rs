@@ -40,6 +40,14 @@ pub fn spawn_test(name: &str, envs: &[(&str, &OsStr)]) -> (Child, mpsc::Receiver
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
+            // The child's first line can follow libtest's "test <name> ... " on one line.
+            let line = match line
+                .strip_prefix("test ")
+                .and_then(|rest| rest.split_once(" ... "))
+            {
+                Some((_, own)) if !own.is_empty() && !own.starts_with("ok") => own.to_owned(),
+                _ => line,
+            };
             if tx.send(line).is_err() {
                 break;
             }

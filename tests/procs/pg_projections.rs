@@ -115,6 +115,8 @@ fn pg_projection_child() {
     let Ok(schema) = std::env::var(CHILD_VAR) else {
         return;
     };
+    // End the test harness's "test ... " line, so that every line below is the child's own.
+    println!();
     let appends: usize = std::env::var(APPENDS_VAR)
         .ok()
         .and_then(|v| v.parse().ok())
@@ -248,10 +250,15 @@ impl Proc {
         }
     }
 
-    /// Asks the child to stop; returns every line it printed.
-    fn stop(mut self) -> Vec<String> {
+    /// Asks the child to stop (it prints its final state and exits).
+    fn ask_to_stop(&mut self) {
         let _ = self.stdin.write_all(b"STOP\n");
         let _ = self.stdin.flush();
+    }
+
+    /// Asks the child to stop; returns every line it printed.
+    fn stop(mut self) -> Vec<String> {
+        self.ask_to_stop();
         assert!(self.child.wait().unwrap().success(), "child failed");
         self.seen.extend(self.lines.iter());
         self.seen
@@ -358,6 +365,10 @@ fn two_processes_append_and_share_one_projection() {
     rt.block_on(caught_up(&client, &schema, head));
     assert_eq!(rt.block_on(lock_holders(&client, &schema)), 1, "one leader");
     let (pid_a, pid_b) = (a.pid(), b.pid());
+    // Both report their state before either exits (a leader leaving would let the other
+    // take over before it reports).
+    a.ask_to_stop();
+    b.ask_to_stop();
     let lines: Vec<String> = a.stop().into_iter().chain(b.stop()).collect();
 
     // The store: every acked event once, positions and versions contiguous.
