@@ -24,8 +24,6 @@
 
 pub mod checkpoint;
 pub mod cloudevents;
-#[cfg(feature = "conformance")]
-pub mod conformance;
 mod error;
 pub mod group;
 pub mod inbox;

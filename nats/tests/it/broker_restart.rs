@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use annals_broker::conformance::{check_exactly_once_in_order, fill};
 use annals_broker::{MemCheckpoints, Relay, RelayConfig};
+use annals_broker_conformance::{check_exactly_once_in_order, fill};
 use annals_core::{EventStore, Position};
 use annals_nats::{JetStreamPublisher, StreamSettings, async_nats};
 use annals_store::MemStore;

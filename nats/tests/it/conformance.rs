@@ -1,6 +1,6 @@
 //! The broker conformance suite on JetStream, over the in-memory store and the sled store.
 
-use annals_broker::conformance as suite;
+use annals_broker_conformance as suite;
 use annals_store::{MemStore, SledStore};
 
 use crate::harness::JetStream;

@@ -4,10 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use annals_broker::conformance::{Recorder, fill};
 use annals_broker::{
     InboxConfig, InboxGroup, InboxGroupConfig, MemCheckpoints, MemDeadLetters, Relay, RelayConfig,
 };
+use annals_broker_conformance::{Recorder, fill};
 use annals_nats::async_nats::jetstream;
 use annals_nats::{
     ConsumerSettings, JetStreamPartitions, JetStreamPublisher, NatsLeases, StreamSettings,

@@ -7,11 +7,11 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use annals_broker::conformance::fill;
 use annals_broker::{
     HandleError, InboxConfig, InboxGroup, InboxGroupConfig, InboxHandler, IncomingEvent,
     MemCheckpoints, MemDeadLetters, Relay, RelayConfig,
 };
+use annals_broker_conformance::fill;
 use annals_core::EventStore;
 use annals_nats::async_nats::jetstream;
 use annals_nats::{

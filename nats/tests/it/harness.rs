@@ -1,7 +1,7 @@
 //! The JetStream harness of the conformance suite.
 
 use annals_broker::Headers;
-use annals_broker::conformance::BrokerHarness;
+use annals_broker_conformance::BrokerHarness;
 use annals_nats::async_nats::jetstream;
 use annals_nats::{
     ConsumerSettings, JetStreamConsumer, JetStreamPublisher, StreamSettings, async_nats,

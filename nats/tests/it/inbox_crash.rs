@@ -8,11 +8,11 @@ use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use annals_broker::conformance::fill;
 use annals_broker::{
     HandleError, Inbox, InboxConfig, InboxHandler, IncomingEvent, MemCheckpoints, Relay,
     RelayConfig, StoreDeadLetters, command_id_for,
 };
+use annals_broker_conformance::fill;
 use annals_core::{
     Direction, EventData, EventStore, ExpectedVersion, Position, StreamId, VersionRange,
 };

@@ -7,8 +7,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use annals_broker::conformance::{check_exactly_once_in_order, fill};
 use annals_broker::{FileCheckpoints, MemCheckpoints, Relay, RelayConfig};
+use annals_broker_conformance::{check_exactly_once_in_order, fill};
 use annals_core::{EventStore, Position};
 use annals_nats::async_nats::jetstream;
 use annals_nats::{JetStreamPublisher, StreamSettings};

@@ -1,6 +1,7 @@
 //! The broker conformance suite: generic test functions that every broker implementation
-//! runs (JetStream today; Kafka and RabbitMQ next), over any event store. Feature
-//! `conformance`. Each function panics on a failed check, like a test.
+//! runs (JetStream today; Kafka and RabbitMQ next), over any event store. A test crate, like
+//! `annals-conformance` for stores: each function panics on a failed check, as a test does,
+//! and is only ever called from tests.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -10,12 +11,12 @@ use std::time::Duration;
 
 use annals_core::{EventData, EventStore, ExpectedVersion, Position, RecordedEvent, StreamId};
 
-use crate::cloudevents::IncomingEvent;
-use crate::inbox::{HandleError, Inbox, InboxConfig, InboxHandler};
-use crate::parked::MemDeadLetters;
-use crate::relay::{Relay, RelayConfig};
-use crate::seam::{Consumer, Headers, OutgoingMessage, Publisher};
-use crate::{MemCheckpoints, cloudevents};
+use annals_broker::MemCheckpoints;
+use annals_broker::MemDeadLetters;
+use annals_broker::cloudevents::{self, IncomingEvent};
+use annals_broker::{Consumer, Headers, OutgoingMessage, Publisher};
+use annals_broker::{HandleError, Inbox, InboxConfig, InboxHandler};
+use annals_broker::{Relay, RelayConfig};
 
 /// What a broker implementation gives the suite: a fresh destination per test.
 pub trait BrokerHarness: Send + Sync + 'static {
@@ -91,7 +92,7 @@ pub async fn relay_publishes_every_event_once<H: BrokerHarness, S: EventStore>(h
     let (subject, headers) = &stored[0];
     assert_eq!(
         subject,
-        &crate::subject::subject_for(prefix, &events[0].stream)
+        &annals_broker::subject::subject_for(prefix, &events[0].stream)
     );
     assert_eq!(headers[cloudevents::SPECVERSION], "1.0");
     assert_eq!(headers[cloudevents::SOURCE], "conformance");
@@ -262,7 +263,7 @@ pub async fn inbox_handles_in_order_and_parks_poison_under<H: BrokerHarness, S: 
     inbox.shutdown().await;
 }
 
-/// With [`RetryMode::Nak`](crate::RetryMode::Nak), a transient failure goes back to the
+/// With [`RetryMode::Nak`](annals_broker::RetryMode::Nak), a transient failure goes back to the
 /// broker with a delay and comes again; after `max_attempts` deliveries it is parked.
 pub async fn inbox_nak_mode_redelivers<H: BrokerHarness, S: EventStore>(h: H, store: S) {
     use std::sync::atomic::Ordering;
@@ -302,7 +303,7 @@ pub async fn inbox_nak_mode_redelivers<H: BrokerHarness, S: EventStore>(h: H, st
         }
     }
     let config = InboxConfig::new(prefix)
-        .retry(crate::RetryMode::Nak)
+        .retry(annals_broker::RetryMode::Nak)
         .max_attempts(3)
         .backoff(Duration::from_millis(10), Duration::from_millis(40))
         .fetch_wait(Duration::from_millis(100));
