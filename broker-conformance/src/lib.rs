@@ -50,6 +50,41 @@ pub async fn fill<S: EventStore>(store: &S, tag: &str, streams: usize, n: usize)
     last
 }
 
+/// Runs a relay from `checkpoints` until every event up to `head` is acknowledged, then
+/// stops it.
+pub async fn relay_through<S: EventStore, P: Publisher, C: annals_broker::RelayCheckpoints>(
+    store: &S,
+    publisher: P,
+    checkpoints: C,
+    config: RelayConfig,
+    head: Position,
+) {
+    let relay = Relay::start(store.clone(), publisher, checkpoints, config);
+    relay.wait_for(head, Duration::from_secs(30)).await.unwrap();
+    relay.shutdown().await;
+}
+
+/// Appends one event of each of `types` to `stream(type)`; the last position.
+async fn append_types<S: EventStore>(
+    store: &S,
+    types: &[&str],
+    stream: impl Fn(&str) -> String,
+) -> Position {
+    let mut last = Position::NONE;
+    for ty in types {
+        last = store
+            .append(
+                &StreamId::new(stream(ty)).unwrap(),
+                ExpectedVersion::Any,
+                vec![EventData::json(*ty, &1).unwrap()],
+            )
+            .await
+            .unwrap()
+            .last_position;
+    }
+    last
+}
+
 /// Checks that `stored` holds every event of `events` exactly once (by event id) and, per
 /// subject, in stream-version order.
 pub fn check_exactly_once_in_order(events: &[RecordedEvent], stored: &[(String, Headers)]) {
@@ -78,14 +113,14 @@ pub async fn relay_publishes_every_event_once<H: BrokerHarness, S: EventStore>(h
     let head = fill(&store, "order", 7, 300).await;
     let checkpoints = MemCheckpoints::new();
     let config = RelayConfig::new("conf-once", "conformance", prefix).max_in_flight(32);
-    let relay = Relay::start(
-        store.clone(),
+    relay_through(
+        &store,
         publisher.clone(),
         checkpoints.clone(),
         config.clone(),
-    );
-    relay.wait_for(head, Duration::from_secs(30)).await.unwrap();
-    relay.shutdown().await;
+        head,
+    )
+    .await;
     let stored = h.stored(prefix).await;
     let events = all(&store).await;
     check_exactly_once_in_order(&events, &stored);
@@ -97,9 +132,7 @@ pub async fn relay_publishes_every_event_once<H: BrokerHarness, S: EventStore>(h
     assert_eq!(headers[cloudevents::SPECVERSION], "1.0");
     assert_eq!(headers[cloudevents::SOURCE], "conformance");
     // From the checkpoint: nothing more.
-    let again = Relay::start(store.clone(), publisher, checkpoints, config);
-    again.wait_for(head, Duration::from_secs(30)).await.unwrap();
-    again.shutdown().await;
+    relay_through(&store, publisher, checkpoints, config, head).await;
     assert_eq!(h.stored(prefix).await.len(), stored.len());
 }
 
@@ -111,14 +144,15 @@ pub async fn republish_is_deduplicated<H: BrokerHarness, S: EventStore>(h: H, st
     let head = fill(&store, "item", 3, 60).await;
     for _ in 0..2 {
         // A fresh checkpoint each time: everything is published twice.
-        let relay = Relay::start(
-            store.clone(),
+        let config = RelayConfig::new("conf-dedup", "conformance", prefix);
+        relay_through(
+            &store,
             publisher.clone(),
             MemCheckpoints::new(),
-            RelayConfig::new("conf-dedup", "conformance", prefix),
-        );
-        relay.wait_for(head, Duration::from_secs(30)).await.unwrap();
-        relay.shutdown().await;
+            config,
+            head,
+        )
+        .await;
     }
     check_exactly_once_in_order(&all(&store).await, &h.stored(prefix).await);
 }
@@ -185,26 +219,20 @@ pub async fn inbox_handles_in_order_and_parks_poison_under<H: BrokerHarness, S: 
     prefix: &str,
 ) {
     let publisher = h.publisher(prefix).await;
-    let mut last = fill(&store, "acct", 5, 100).await;
-    for ty in ["Poison", "Flaky", "Happened"] {
-        last = store
-            .append(
-                &StreamId::new("acct-0").unwrap(),
-                ExpectedVersion::Any,
-                vec![EventData::json(ty, &1).unwrap()],
-            )
-            .await
-            .unwrap()
-            .last_position;
-    }
-    let relay = Relay::start(
-        store.clone(),
+    fill(&store, "acct", 5, 100).await;
+    let last = append_types(&store, &["Poison", "Flaky", "Happened"], |_| {
+        "acct-0".into()
+    })
+    .await;
+    let config = RelayConfig::new(prefix, "conformance", prefix);
+    relay_through(
+        &store,
         publisher.clone(),
         MemCheckpoints::new(),
-        RelayConfig::new(prefix, "conformance", prefix),
-    );
-    relay.wait_for(last, Duration::from_secs(30)).await.unwrap();
-    relay.shutdown().await;
+        config,
+        last,
+    )
+    .await;
     // Not an event at all.
     let junk = OutgoingMessage::new(format!("{prefix}.junk.junk-1"), "junk-1", b"??".to_vec());
     publisher.publish(junk).await.unwrap().await.unwrap();
@@ -269,26 +297,10 @@ pub async fn inbox_nak_mode_redelivers<H: BrokerHarness, S: EventStore>(h: H, st
     use std::sync::atomic::Ordering;
     let prefix = "conf-nak";
     let publisher = h.publisher(prefix).await;
-    let mut last = fill(&store, "nak", 3, 20).await;
-    for ty in ["Flaky", "Poison"] {
-        last = store
-            .append(
-                &StreamId::new(format!("nak-{ty}")).unwrap(),
-                ExpectedVersion::Any,
-                vec![EventData::json(ty, &1).unwrap()],
-            )
-            .await
-            .unwrap()
-            .last_position;
-    }
-    let relay = Relay::start(
-        store.clone(),
-        publisher,
-        MemCheckpoints::new(),
-        RelayConfig::new(prefix, "conformance", prefix),
-    );
-    relay.wait_for(last, Duration::from_secs(30)).await.unwrap();
-    relay.shutdown().await;
+    fill(&store, "nak", 3, 20).await;
+    let last = append_types(&store, &["Flaky", "Poison"], |ty| format!("nak-{ty}")).await;
+    let config = RelayConfig::new(prefix, "conformance", prefix);
+    relay_through(&store, publisher, MemCheckpoints::new(), config, last).await;
     let recorder = Recorder::default();
     recorder.flaky.store(2, Ordering::SeqCst);
     // Poison fails transiently here (a flaky that never recovers): parked after 3 deliveries.

@@ -9,10 +9,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use annals_broker::{
-    HandleError, Inbox, InboxConfig, InboxHandler, IncomingEvent, MemCheckpoints, Relay,
-    RelayConfig, StoreDeadLetters, command_id_for,
+    HandleError, Inbox, InboxConfig, InboxHandler, IncomingEvent, MemCheckpoints, RelayConfig,
+    StoreDeadLetters, command_id_for,
 };
-use annals_broker_conformance::fill;
+use annals_broker_conformance::{fill, relay_through};
 use annals_core::{
     Direction, EventData, EventStore, ExpectedVersion, Position, StreamId, VersionRange,
 };
@@ -110,14 +110,14 @@ fn inbox_sigkilled_between_handling_and_ack() {
         let js = jetstream::new(client().await);
         let _ = js.delete_stream(&name).await;
         let head = fill(&source, "src", 8, total as usize).await;
-        let relay = Relay::start(
-            source.clone(),
+        relay_through(
+            &source,
             JetStreamPublisher::new(client().await, StreamSettings::for_prefix(&name, &prefix)),
             MemCheckpoints::new(),
             RelayConfig::new("inbox-crash", "crash-test", &prefix),
-        );
-        relay.wait_for(head, Duration::from_secs(30)).await.unwrap();
-        relay.shutdown().await;
+            head,
+        )
+        .await;
     });
     let dir = tempfile::tempdir().unwrap();
     let spawn = || {

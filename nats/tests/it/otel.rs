@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use annals_broker::{
     HandleError, Inbox, InboxConfig, InboxHandler, IncomingEvent, MemCheckpoints, MemDeadLetters,
-    Relay, RelayConfig,
+    RelayConfig,
 };
+use annals_broker_conformance::relay_through;
 use annals_core::{EventData, EventStore, ExpectedVersion, Metadata, StreamId};
 use annals_nats::async_nats::jetstream;
 use annals_nats::{ConsumerSettings, JetStreamConsumer, JetStreamPublisher, StreamSettings};
@@ -60,14 +61,14 @@ async fn the_handler_span_continues_the_publishers_trace() {
         .await
         .unwrap()
         .last_position;
-    let relay = Relay::start(
-        store.clone(),
+    relay_through(
+        &store,
         JetStreamPublisher::new(client.clone(), StreamSettings::for_prefix(&name, &prefix)),
         MemCheckpoints::new(),
         RelayConfig::new("otel", "orders", &prefix),
-    );
-    relay.wait_for(head, Duration::from_secs(30)).await.unwrap();
-    relay.shutdown().await;
+        head,
+    )
+    .await;
     let inbox = Inbox::start(
         JetStreamConsumer::open(client.clone(), ConsumerSettings::new(&name, "otel"))
             .await

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use annals_broker::{FileCheckpoints, MemCheckpoints, Relay, RelayConfig};
-use annals_broker_conformance::{check_exactly_once_in_order, fill};
+use annals_broker_conformance::{check_exactly_once_in_order, fill, relay_through};
 use annals_core::{EventStore, Position};
 use annals_nats::async_nats::jetstream;
 use annals_nats::{JetStreamPublisher, StreamSettings};
@@ -143,9 +143,8 @@ fn relay_sigkilled_at_random_moments() {
         );
         // The stream's own checkpoint agrees: a relay from scratch adds nothing.
         let publisher = JetStreamPublisher::new(client().await, StreamSettings::for_prefix(&name, &prefix));
-        let relay = Relay::start(store.clone(), publisher, MemCheckpoints::new(), RelayConfig::new("again", "t", &prefix));
-        relay.wait_for(store.head_position(), Duration::from_secs(60)).await.unwrap();
-        relay.shutdown().await;
+        let again = RelayConfig::new("again", "t", &prefix);
+        relay_through(&store, publisher, MemCheckpoints::new(), again, store.head_position()).await;
         assert_eq!(stored(&client().await, &name).await.len(), messages.len());
         let _ = js.delete_stream(&name).await;
     });
