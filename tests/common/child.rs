@@ -23,6 +23,18 @@ pub fn next(seed: &mut u64) -> u64 {
     *seed
 }
 
+/// In a child process started with `var` set: the directory it names and a two-worker
+/// runtime to work in; `None` in the parent (the child test then returns at once).
+pub fn child_setup(var: &str) -> Option<(std::path::PathBuf, tokio::runtime::Runtime)> {
+    let dir = std::env::var_os(var)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    Some((std::path::PathBuf::from(dir), rt))
+}
+
 /// Starts test `name` of this test binary as a child process with `envs` set, stdin and
 /// stdout piped; returns it and the lines it prints (read on a thread).
 pub fn spawn_test(name: &str, envs: &[(&str, &OsStr)]) -> (Child, mpsc::Receiver<String>) {

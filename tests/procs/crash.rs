@@ -35,16 +35,10 @@ const DIR_VAR: &str = "ANNALS_CRASH_CHILD_DIR";
 /// The child: runs only when the parent sets `ANNALS_CRASH_CHILD_DIR`.
 #[test]
 fn crash_child() {
-    let Some(dir) = std::env::var_os(DIR_VAR) else {
+    let Some((dir, rt)) = common::child::child_setup(DIR_VAR) else {
         return;
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
     rt.block_on(async move {
-        let dir = std::path::PathBuf::from(dir);
         let store = SledStore::open(dir.join("store")).unwrap();
         let db = common::child::open_read_models(&dir);
         let runner = ProjectionRunner::new(store.clone(), &db).unwrap();

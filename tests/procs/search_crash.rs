@@ -30,15 +30,9 @@ fn search_config() -> SearchConfig {
 
 #[test]
 fn search_crash_child() {
-    let Some(dir) = std::env::var_os(DIR_VAR) else {
+    let Some((dir, rt)) = common::child::child_setup(DIR_VAR) else {
         return;
     };
-    let dir = std::path::PathBuf::from(dir);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
     rt.block_on(async move {
         let store = SledStore::open(dir.join("store")).unwrap();
         let db = common::child::open_read_models(&dir);
