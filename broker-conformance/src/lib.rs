@@ -337,3 +337,65 @@ pub async fn inbox_nak_mode_redelivers<H: BrokerHarness, S: EventStore>(h: H, st
     assert!(recorder.seen.lock().unwrap().len() == 21);
     inbox.shutdown().await;
 }
+
+/// An inbox stopped while a fetch is under way does not leave what that fetch brings to the
+/// broker's acknowledgement timeout (when it would come after newer messages): it handles
+/// it, or hands it back so that the next inbox on the consumer gets it at once, in order. Needs a consumer whose
+/// acknowledgement timeout is well above ten seconds (JetStream's default is 30 s).
+pub async fn inbox_stopped_mid_fetch_hands_messages_back<H: BrokerHarness, S: EventStore>(
+    h: H,
+    store: S,
+) {
+    let prefix = "conf-midfetch";
+    let publisher = h.publisher(prefix).await;
+    let config = RelayConfig::new(prefix, "conformance", prefix);
+    let relay = Relay::start(store.clone(), publisher, MemCheckpoints::new(), config);
+    let first = fill(&store, "mid", 1, 1).await;
+    relay
+        .wait_for(first, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let recorder = Recorder::default();
+    // A long poll: the first inbox is inside a fetch when it is told to stop.
+    let long = InboxConfig::new(prefix).fetch_wait(Duration::from_secs(3));
+    let a = Inbox::start(
+        h.consumer(prefix, prefix).await,
+        recorder.clone(),
+        MemDeadLetters::new(),
+        long,
+    );
+    a.wait_for_settled(1, Duration::from_secs(30))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stopping = tokio::spawn(a.shutdown());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Published while the stopping inbox's fetch is still open.
+    let head = fill(&store, "mid", 1, 5).await;
+    relay.wait_for(head, Duration::from_secs(30)).await.unwrap();
+    stopping.await.unwrap();
+    let b = Inbox::start(
+        h.consumer(prefix, prefix).await,
+        recorder.clone(),
+        MemDeadLetters::new(),
+        InboxConfig::new(prefix).fetch_wait(Duration::from_millis(100)),
+    );
+    // The stopping inbox handled them, or handed them back and the next one handles them
+    // at once.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while recorder.seen.lock().unwrap().len() < 6 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the messages the stopped inbox's fetch brought were not handled at once: {:?}",
+            recorder.handled.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        recorder.handled.lock().unwrap().get("mid-0"),
+        Some(&vec![1, 2, 3, 4, 5, 6]),
+        "each once, in order"
+    );
+    b.shutdown().await;
+    relay.shutdown().await;
+}

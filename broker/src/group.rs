@@ -8,12 +8,19 @@
 //! shared store: a JetStream key-value bucket in `annals-nats`): each registers itself as a
 //! member, takes free partitions up to its fair share `ceil(n / members)`, renews its leases
 //! every [`InboxGroupConfig::renew_every`] (a third of the lease's time to live, or less), hands
-//! back partitions above its share (its inbox for the partition stops first: messages being
-//! handled finish, queued ones go back to the broker), and stops a partition's inbox at once
+//! back partitions above its share (its inbox for the partition stops first and handles what
+//! it has fetched, see [`InboxHandle::shutdown`]), and stops a partition's inbox at once
 //! when a renewal fails. A crashed process's leases expire; another takes its partitions,
 //! and its inbox first waits for the messages left unacknowledged
 //! ([`Consumer::recover`]), so order per stream survives the
 //! hand-over.
+//!
+//! A holder that stalls (a long pause, a slow lease store) must not go on working once its
+//! lease may have ended: when the leases know their time to live ([`Leases::ttl`]), each
+//! partition's inbox is **fenced** at the instant its lease may end, counted from when the
+//! last successful renewal was sent, less a fifth of the time to live. Within a fetch's wait
+//! of that instant it fetches nothing, and past it a message is handed back to the broker
+//! instead of handled; a renewal moves the fence on.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -22,6 +29,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::cloudevents::IncomingEvent;
@@ -62,6 +70,12 @@ pub trait Leases: Clone + Send + Sync + 'static {
         key: &str,
         holder: &str,
     ) -> impl Future<Output = Result<(), BrokerError>> + Send;
+
+    /// How long a lease lives after its last renewal, when known: the group then stops a
+    /// partition's work before its lease can have ended (see [`InboxGroup`]).
+    fn ttl(&self) -> Option<Duration> {
+        None
+    }
 
     /// The keys under `prefix` held now, with their holders.
     ///
@@ -175,6 +189,7 @@ impl InboxGroup {
             leases,
             config,
             running: BTreeMap::new(),
+            fences: BTreeMap::new(),
             status: status_tx,
             stop: stop_rx,
             handled_before: 0,
@@ -235,6 +250,8 @@ struct Member<O, H, D, L> {
     leases: L,
     config: InboxGroupConfig,
     running: BTreeMap<u32, InboxHandle<Arc<H>, D>>,
+    /// The fence of each running partition's inbox (the instant its lease may end).
+    fences: BTreeMap<u32, watch::Sender<Instant>>,
     status: watch::Sender<GroupStatus>,
     stop: watch::Receiver<bool>,
     handled_before: u64,
@@ -289,12 +306,27 @@ impl<O: OpenPartition, H: InboxHandler, D: MessageDeadLetters, L: Leases> Member
         });
     }
 
-    /// Stops partition `k`'s inbox and releases its lease.
-    async fn hand_back(&mut self, k: u32) {
+    /// Stops partition `k`'s inbox.
+    async fn stop_partition(&mut self, k: u32) {
+        self.fences.remove(&k);
         if let Some(inbox) = self.running.remove(&k) {
             self.handled_before += inbox.status().handled;
             inbox.shutdown().await;
         }
+    }
+
+    /// The instant a lease renewed by a request sent at `sent` may end, less a margin.
+    fn fence_from(&self, sent: Instant) -> Instant {
+        match self.leases.ttl() {
+            Some(ttl) => sent + ttl.saturating_sub(ttl / 5),
+            // Unknown: not fenced (a century on).
+            None => sent + Duration::from_secs(100 * 365 * 24 * 3600),
+        }
+    }
+
+    /// Stops partition `k`'s inbox and releases its lease.
+    async fn hand_back(&mut self, k: u32) {
+        self.stop_partition(k).await;
         let _ = self
             .leases
             .release(&self.partition_key(k), &self.config.member)
@@ -307,12 +339,15 @@ impl<O: OpenPartition, H: InboxHandler, D: MessageDeadLetters, L: Leases> Member
         // Renew what it runs; stop what it lost.
         let owned: Vec<u32> = self.running.keys().copied().collect();
         for k in owned {
-            if !self.leases.renew(&self.partition_key(k), &me).await? {
-                tracing::warn!(partition = k, "lost the lease; stopping the partition");
-                if let Some(inbox) = self.running.remove(&k) {
-                    self.handled_before += inbox.status().handled;
-                    inbox.shutdown().await;
+            let sent = Instant::now();
+            if self.leases.renew(&self.partition_key(k), &me).await? {
+                let fence = self.fence_from(sent);
+                if let Some(f) = self.fences.get(&k) {
+                    f.send_replace(fence);
                 }
+            } else {
+                tracing::warn!(partition = k, "lost the lease; stopping the partition");
+                self.stop_partition(k).await;
             }
         }
         let members = self
@@ -337,23 +372,27 @@ impl<O: OpenPartition, H: InboxHandler, D: MessageDeadLetters, L: Leases> Member
             if self.running.len() >= share {
                 break;
             }
+            let sent = Instant::now();
             if self.running.contains_key(&k)
                 || !self.leases.acquire(&self.partition_key(k), &me).await?
             {
                 continue;
             }
+            let (fence, fenced) = watch::channel(self.fence_from(sent));
             match self.open.open(k).await {
                 Ok(consumer) => {
                     let mut inbox = self.config.inbox.clone();
                     inbox.name = format!("{}-{k}", self.config.name);
-                    let handle = Inbox::start(
+                    let handle = Inbox::start_fenced(
                         consumer,
                         Arc::clone(&self.handler),
                         self.dead_letters.clone(),
                         inbox,
+                        Some(fenced),
                     );
                     tracing::info!(partition = k, "running a partition");
                     self.running.insert(k, handle);
+                    self.fences.insert(k, fence);
                 }
                 Err(e) => {
                     let _ = self.leases.release(&self.partition_key(k), &me).await;

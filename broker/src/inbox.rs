@@ -28,6 +28,7 @@ use std::time::Duration;
 use annals_core::Uuid;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::cloudevents::{IncomingEvent, from_message};
@@ -201,6 +202,25 @@ impl Inbox {
         H: InboxHandler,
         D: MessageDeadLetters,
     {
+        Self::start_fenced(consumer, handler, dead_letters, config, None)
+    }
+
+    /// [`Inbox::start`] for a consumer held by a lease: `fence` is the instant the lease may
+    /// end (moved on by each renewal). Within `fetch_wait` of it the inbox fetches nothing,
+    /// and past it a message is handed back instead of handled, so that a stalled holder
+    /// stops before the lease's next holder starts.
+    pub(crate) fn start_fenced<C, H, D>(
+        consumer: C,
+        handler: H,
+        dead_letters: D,
+        config: InboxConfig,
+        fence: Option<watch::Receiver<Instant>>,
+    ) -> InboxHandle<H, D>
+    where
+        C: Consumer,
+        H: InboxHandler,
+        D: MessageDeadLetters,
+    {
         let (status_tx, status_rx) = watch::channel(InboxStatus::default());
         let (stop_tx, stop_rx) = watch::channel(false);
         let handler = Arc::new(handler);
@@ -212,6 +232,7 @@ impl Inbox {
             queues: Mutex::new(HashMap::new()),
             permits: Arc::new(Semaphore::new(config.max_pending.max(1))),
             stop: stop_rx.clone(),
+            fence,
         });
         let span = tracing::info_span!("inbox", name = %config.name);
         let join = tokio::spawn(fetch_loop(consumer, Arc::clone(&shared)).instrument(span));
@@ -307,8 +328,13 @@ impl<H: InboxHandler, D: MessageDeadLetters> InboxHandle<H, D> {
         self.dead_letters.remove(&self.name, id).await
     }
 
-    /// Stops fetching, lets the messages being handled finish (their subjects' queued
-    /// messages go back to the broker at once), and waits.
+    /// Stops fetching (a fetch under way still finishes), handles the messages already
+    /// fetched, and waits. A transient failure while stopping hands its message, and the
+    /// rest of its subject, back to the broker instead of retrying.
+    ///
+    /// Handing back leaves the messages unsettled at the broker until they are delivered
+    /// again, and a successor waits for unsettled messages ([`Consumer::recover`]): draining
+    /// is what lets the next consumer start at once.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.join.await;
@@ -325,7 +351,23 @@ struct Shared<H, D, M> {
     queues: Mutex<HashMap<String, VecDeque<(M, tokio::sync::OwnedSemaphorePermit)>>>,
     permits: Arc<Semaphore>,
     stop: watch::Receiver<bool>,
+    /// Until when the consumer is ours (a lease's end), if it is held by one.
+    fence: Option<watch::Receiver<Instant>>,
 }
+
+impl<H, D, M> Shared<H, D, M> {
+    /// Whether the lease ends within `margin` (or has ended).
+    fn fenced(&self, margin: Duration) -> bool {
+        self.fence
+            .as_ref()
+            .is_some_and(|f| Instant::now() + margin >= *f.borrow())
+    }
+}
+
+/// How long a fetch under way may take, past its own wait, once the inbox stops: a fetch
+/// dropped early leaves a pull request the broker may still fill, and those messages would
+/// come back only after the acknowledgement timeout — after newer ones of their subjects.
+const FETCH_GRACE: Duration = Duration::from_secs(5);
 
 async fn fetch_loop<C: Consumer, H: InboxHandler, D: MessageDeadLetters>(
     mut consumer: C,
@@ -364,10 +406,30 @@ async fn fetch_loop<C: Consumer, H: InboxHandler, D: MessageDeadLetters>(
             },
             _ = stop.wait_for(|s| *s) => break,
         };
+        let wait = shared.config.fetch_wait;
+        if shared.fenced(wait) {
+            // The lease may end before a fetch would: wait for a renewal (or the stop).
+            drop(permit);
+            let mut fence = shared.fence.clone();
+            tokio::select! {
+                _ = async {
+                    match fence.as_mut() {
+                        Some(f) => { let _ = f.changed().await; }
+                        None => std::future::pending::<()>().await,
+                    }
+                } => {}
+                _ = stop.wait_for(|s| *s) => break,
+            }
+            continue;
+        }
         let room = shared.permits.available_permits() + 1;
+        // Not dropped at the stop (see FETCH_GRACE): what it brings is handed back below.
         let fetched = tokio::select! {
-            f = consumer.fetch(room, shared.config.fetch_wait) => f,
-            _ = stop.wait_for(|s| *s) => break,
+            f = consumer.fetch(room, wait) => f,
+            _ = async {
+                let _ = stop.wait_for(|s| *s).await;
+                tokio::time::sleep(wait + FETCH_GRACE).await;
+            } => break,
         };
         let messages = match fetched {
             Ok(m) => {
@@ -391,6 +453,13 @@ async fn fetch_loop<C: Consumer, H: InboxHandler, D: MessageDeadLetters>(
                 continue;
             }
         };
+        if shared.fenced(Duration::ZERO) {
+            // The lease may have ended: back to the broker for its next holder.
+            for m in messages {
+                let _ = m.nak(Duration::ZERO).await;
+            }
+            continue;
+        }
         let mut permit = Some(permit);
         for m in messages {
             let p = match permit.take() {
@@ -424,7 +493,7 @@ async fn fetch_loop<C: Consumer, H: InboxHandler, D: MessageDeadLetters>(
         }
         while tasks.try_join_next().is_some() {}
     }
-    // Let running subjects finish their current message; queued ones go back.
+    // Drain: the subjects handle what was fetched.
     while tasks.join_next().await.is_some() {}
     shared.status.send_modify(|s| s.stopped = true);
 }
@@ -434,6 +503,7 @@ async fn subject_task<H: InboxHandler, D: MessageDeadLetters, M: Delivery>(
     subject: String,
     shared: Arc<Shared<H, D, M>>,
 ) {
+    let mut handing_back = false;
     loop {
         let next = {
             let mut queues = shared.queues.lock().unwrap_or_else(|e| e.into_inner());
@@ -446,20 +516,34 @@ async fn subject_task<H: InboxHandler, D: MessageDeadLetters, M: Delivery>(
         let Some((message, _permit)) = next else {
             return;
         };
-        if *shared.stop.borrow() {
-            // Shutting down: back to the broker for another worker (or the next start).
+        if handing_back || shared.fenced(Duration::ZERO) {
+            // The lease may have ended, or an earlier message of the subject went back: back
+            // to the broker, in order, for another worker (or the next start).
             let _ = message.nak(Duration::ZERO).await;
+            handing_back = true;
             continue;
         }
-        settle(&shared, &message).await;
+        if settle(&shared, &message).await == Settled::HandedBack {
+            handing_back = true;
+        }
     }
 }
 
-/// Handles one message to the end: acknowledged, or parked and terminated.
+/// How [`settle`] left a message.
+#[derive(Debug, PartialEq, Eq)]
+enum Settled {
+    /// Acknowledged, parked, or handed back with a delay by [`RetryMode::Nak`].
+    Done,
+    /// Handed back to the broker by a stopping inbox instead of a retry in place.
+    HandedBack,
+}
+
+/// Handles one message to the end: acknowledged, or parked and terminated, or (stopping)
+/// handed back.
 async fn settle<H: InboxHandler, D: MessageDeadLetters, M: Delivery>(
     shared: &Shared<H, D, M>,
     message: &M,
-) {
+) -> Settled {
     let config = &shared.config;
     let event = match from_message(message.headers(), message.payload()) {
         Ok(e) => e,
@@ -472,7 +556,7 @@ async fn settle<H: InboxHandler, D: MessageDeadLetters, M: Delivery>(
                 0,
             )
             .await;
-            return;
+            return Settled::Done;
         }
     };
     let span = tracing::info_span!(
@@ -495,7 +579,7 @@ async fn settle<H: InboxHandler, D: MessageDeadLetters, M: Delivery>(
         if attempts >= config.max_attempts.max(1) {
             let reason = format!("still failing after {attempts} attempts");
             park(shared, message, Some(&event), reason, attempts).await;
-            return;
+            return Settled::Done;
         }
         attempts += 1;
         let outcome = shared.handler.handle(&event).instrument(span.clone()).await;
@@ -506,19 +590,19 @@ async fn settle<H: InboxHandler, D: MessageDeadLetters, M: Delivery>(
                     tracing::warn!(error = %e, "cannot acknowledge; the broker will redeliver");
                 }
                 shared.status.send_modify(|s| s.handled += 1);
-                return;
+                return Settled::Done;
             }
             Err(HandleError::Reject(reason)) => {
                 shared.status.send_modify(|s| s.failures += 1);
                 park(shared, message, Some(&event), reason, attempts).await;
-                return;
+                return Settled::Done;
             }
             Err(HandleError::Retry(e)) => {
                 shared.status.send_modify(|s| s.failures += 1);
                 tracing::warn!(parent: &span, error = %e, attempts, "handler failed; retrying");
                 if attempts >= config.max_attempts.max(1) {
                     park(shared, message, Some(&event), e.to_string(), attempts).await;
-                    return;
+                    return Settled::Done;
                 }
                 if config.retry == RetryMode::Nak {
                     // The broker's delivery count carries the attempts on.
@@ -529,7 +613,12 @@ async fn settle<H: InboxHandler, D: MessageDeadLetters, M: Delivery>(
                     if let Err(e) = message.nak(delay).await {
                         tracing::warn!(error = %e, "cannot nak; the broker redelivers after its timeout");
                     }
-                    return;
+                    return Settled::Done;
+                }
+                if *shared.stop.borrow() {
+                    // Stopping: no retry in place; another worker (or the next start) has it.
+                    let _ = message.nak(Duration::ZERO).await;
+                    return Settled::HandedBack;
                 }
                 let _ = message.keep_alive().await;
                 tokio::time::sleep(backoff).await;

@@ -93,23 +93,32 @@ impl Consumer for JetStreamConsumer {
     type Delivery = JetStreamDelivery;
 
     /// JetStream redelivers a message left unacknowledged after `ack_wait`, ahead of newer
-    /// ones: with messages pending, wait that long before fetching.
+    /// ones: with messages pending, wait that long before fetching. Acknowledgements a
+    /// predecessor sent just before it stopped may still be on their way: pending messages
+    /// that clear within a second are not waited for.
     async fn recover(&mut self) -> Result<(), BrokerError> {
-        let info = self
-            .consumer
-            .info()
-            .await
-            .map_err(|e| unavailable("reading the consumer", e))?;
-        if info.num_ack_pending > 0 {
-            let wait = info.config.ack_wait + Duration::from_millis(100);
-            tracing::info!(
-                pending = info.num_ack_pending,
-                ?wait,
-                "waiting for a predecessor's unsettled messages"
-            );
-            tokio::time::sleep(wait).await;
+        let settle_by = tokio::time::Instant::now() + Duration::from_secs(1);
+        loop {
+            let info = self
+                .consumer
+                .info()
+                .await
+                .map_err(|e| unavailable("reading the consumer", e))?;
+            if info.num_ack_pending == 0 {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= settle_by {
+                let wait = info.config.ack_wait + Duration::from_millis(100);
+                tracing::info!(
+                    pending = info.num_ack_pending,
+                    ?wait,
+                    "waiting for a predecessor's unsettled messages"
+                );
+                tokio::time::sleep(wait).await;
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Ok(())
     }
 
     async fn fetch(

@@ -15,6 +15,7 @@ use crate::unavailable;
 #[derive(Clone)]
 pub struct NatsLeases {
     store: kv::Store,
+    ttl: Duration,
 }
 
 impl NatsLeases {
@@ -53,7 +54,7 @@ impl NatsLeases {
             .get_key_value(bucket)
             .await
             .map_err(|e| unavailable("opening the lease bucket", e))?;
-        Ok(Self { store })
+        Ok(Self { store, ttl })
     }
 
     async fn current(&self, key: &str) -> Result<Option<kv::Entry>, BrokerError> {
@@ -101,6 +102,10 @@ impl Leases for NatsLeases {
                 .map_err(|e| unavailable("releasing a lease", e))?;
         }
         Ok(())
+    }
+
+    fn ttl(&self) -> Option<Duration> {
+        Some(self.ttl)
     }
 
     async fn held(&self, prefix: &str) -> Result<Vec<(String, String)>, BrokerError> {

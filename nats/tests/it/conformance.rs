@@ -50,3 +50,9 @@ async fn inbox_and_relay_over_postgres() {
     .await;
     store.drop_schema().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbox_stopped_mid_fetch_hands_messages_back() {
+    suite::inbox_stopped_mid_fetch_hands_messages_back(JetStream::local().await, MemStore::new())
+        .await;
+}
