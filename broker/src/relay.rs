@@ -399,9 +399,12 @@ impl<S: EventStore, P: Publisher, C: RelayCheckpoints> Worker<S, P, C> {
                     }
                 }
             }
-            // Nothing read and unsettled: every event read so far is done.
+            // Nothing unsettled: every event handed out so far is done (and those the filter
+            // passed over); events read ahead but not handed out are not.
             if window.is_empty() && held.is_none() {
-                self.acked = self.acked.max(Position(sub.position().0.saturating_sub(1)));
+                self.acked = self
+                    .acked
+                    .max(Position(sub.resume_position().0.saturating_sub(1)));
             }
             if self.acked > self.saved && last_save.elapsed() >= self.config.checkpoint_every {
                 if let Err(e) = self.checkpoints.save(&self.config.name, self.acked).await {

@@ -153,6 +153,15 @@ impl<S: EventStore> Subscription<S> {
         self.next
     }
 
+    /// The position to resume from so that no event this subscription has read but not yet
+    /// handed out is skipped: the first buffered event's position, or [`position`] when
+    /// nothing is buffered. Everything below it has been handed out (or filtered out).
+    ///
+    /// [`position`]: Subscription::position
+    pub fn resume_position(&self) -> Position {
+        self.buffer.front().map_or(self.next, |e| e.position)
+    }
+
     /// Waits for the next event. Returns `None` only when the store has shut down.
     ///
     /// An error (for example [`Error::Corrupt`]) is returned as `Some(Err(..))`; calling
