@@ -45,12 +45,29 @@ impl BrokerHarness for JetStream {
     async fn publisher(&self, prefix: &str) -> JetStreamPublisher {
         let js = jetstream::new(self.client.clone());
         let name = stream_name(prefix);
-        // A stream left by an earlier run goes: the test starts empty.
+        // A stream left by an earlier run goes: the test starts empty. The new one exists
+        // before any consumer opens.
         let _ = js.delete_stream(&name).await;
+        let publisher = self.publisher_again(prefix).await;
+        annals_broker::Publisher::prepare(&publisher).await.unwrap();
+        publisher
+    }
+
+    async fn publisher_again(&self, prefix: &str) -> JetStreamPublisher {
         JetStreamPublisher::new(
             self.client.clone(),
-            StreamSettings::for_prefix(name, prefix),
+            StreamSettings::for_prefix(stream_name(prefix), prefix),
         )
+    }
+
+    async fn quick_consumer(&self, prefix: &str, name: &str) -> JetStreamConsumer {
+        JetStreamConsumer::open(
+            self.client.clone(),
+            ConsumerSettings::new(stream_name(prefix), name)
+                .ack_wait(std::time::Duration::from_millis(500)),
+        )
+        .await
+        .unwrap()
     }
 
     async fn consumer(&self, prefix: &str, name: &str) -> JetStreamConsumer {
