@@ -31,3 +31,8 @@ async fn inbox_nak_mode_redelivers() {
 async fn inbox_stopped_mid_fetch_hands_messages_back() {
     suite::inbox_stopped_mid_fetch_hands_messages_back(Rabbit::local(), MemStore::new()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_and_inbox_ride_out_an_outage() {
+    suite::relay_and_inbox_ride_out_an_outage(Rabbit::behind_a_proxy(), MemStore::new()).await;
+}

@@ -43,14 +43,32 @@ pub(crate) fn queue_name(prefix: &str, name: &str) -> String {
 }
 
 /// RabbitMQ, with an audit queue per prefix that keeps a copy of everything published.
+/// The relay and the inbox reach it directly, or through a proxy that can cut them off.
 #[derive(Default)]
 pub(crate) struct Rabbit {
     seen: Mutex<HashMap<String, Vec<(String, Headers)>>>,
+    proxy: Option<crate::proxy::Proxy>,
 }
 
 impl Rabbit {
     pub(crate) fn local() -> Self {
         Self::default()
+    }
+
+    /// The relay and the inbox connect through a proxy (the audit queue is read directly).
+    pub(crate) fn behind_a_proxy() -> Self {
+        Self {
+            proxy: Some(crate::proxy::Proxy::start("127.0.0.1:5672")),
+            ..Self::default()
+        }
+    }
+
+    /// The server as the relay and the inbox reach it.
+    fn uri(&self) -> String {
+        match &self.proxy {
+            Some(p) => format!("amqp://guest:guest@127.0.0.1:{}/%2f", p.port()),
+            None => URI.to_owned(),
+        }
     }
 }
 
@@ -91,7 +109,19 @@ impl BrokerHarness for Rabbit {
     }
 
     async fn publisher_again(&self, prefix: &str) -> AmqpPublisher {
-        AmqpPublisher::new(ExchangeSettings::new(URI, exchange_name(prefix)).bind(audit(prefix)))
+        AmqpPublisher::new(
+            ExchangeSettings::new(self.uri(), exchange_name(prefix)).bind(audit(prefix)),
+        )
+    }
+
+    async fn set_down(&self, down: bool) -> bool {
+        match &self.proxy {
+            Some(p) => {
+                p.set_down(down);
+                true
+            }
+            None => false,
+        }
     }
 
     fn child_env(&self) -> Vec<(String, String)> {
@@ -100,8 +130,13 @@ impl BrokerHarness for Rabbit {
 
     async fn consumer(&self, prefix: &str, name: &str) -> AmqpConsumer {
         AmqpConsumer::open(
-            QueueSettings::new(URI, exchange_name(prefix), queue_name(prefix, name), prefix)
-                .expires(EXPIRES),
+            QueueSettings::new(
+                self.uri(),
+                exchange_name(prefix),
+                queue_name(prefix, name),
+                prefix,
+            )
+            .expires(EXPIRES),
         )
         .await
         .unwrap()
