@@ -215,7 +215,9 @@ pub async fn relay_publishes_every_event_once<H: BrokerHarness, S: EventStore>(h
     let publisher = h.publisher(prefix).await;
     let head = fill(&store, "order", 7, 300).await;
     let checkpoints = MemCheckpoints::new();
-    let config = RelayConfig::new("conf-once", "conformance", prefix).max_in_flight(32);
+    let config = RelayConfig::new("conf-once", "conformance", prefix)
+        .max_in_flight(32)
+        .dataschema("urn:annals:conformance/");
     relay_through(
         &store,
         publisher.clone(),
@@ -234,6 +236,10 @@ pub async fn relay_publishes_every_event_once<H: BrokerHarness, S: EventStore>(h
     );
     assert_eq!(headers[cloudevents::SPECVERSION], "1.0");
     assert_eq!(headers[cloudevents::SOURCE], "conformance");
+    assert_eq!(
+        headers[cloudevents::DATASCHEMA],
+        "urn:annals:conformance/Happened/v1.json"
+    );
     // From the checkpoint: nothing more.
     relay_through(&store, publisher, checkpoints, config, head).await;
     assert_eq!(h.stored(prefix).await.len(), stored.len());

@@ -17,6 +17,7 @@
 //! | `ce-causationid` | the causation id, when the event has one |
 //! | `traceparent` | the W3C trace context, when the event's metadata carries one |
 //! | `ce-annalsheaders` | the event's other metadata headers as a JSON object, when any |
+//! | `ce-dataschema` | the payload's schema, `<base>/<type>/v<schema version>.json`, when the relay is given a base |
 //!
 //! The payload bytes are the stored payload, unchanged. Extension names follow the
 //! CloudEvents rule (lower-case letters and digits). The message id (JetStream's
@@ -58,6 +59,20 @@ pub const CAUSATION: &str = "ce-causationid";
 pub const TRACEPARENT: &str = "traceparent";
 /// `ce-annalsheaders`.
 pub const HEADERS: &str = "ce-annalsheaders";
+
+/// `ce-dataschema`: the URI of the payload's schema (set by a relay given a base).
+pub const DATASCHEMA: &str = "ce-dataschema";
+
+/// The `ce-dataschema` of an `event_type` payload at `version`: `<base>/<event
+/// type>/v<version>.json` (the layout of committed contracts), with the base's trailing `/`
+/// dropped.
+pub fn dataschema_for(base: &str, event_type: &str, version: u32) -> String {
+    format!(
+        "{}/{}/v{version}.json",
+        base.trim_end_matches('/'),
+        crate::subject::encode_token(event_type)
+    )
+}
 
 /// The metadata header that carries an event's W3C trace context.
 pub const TRACEPARENT_METADATA: &str = "traceparent";
@@ -273,6 +288,15 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use annals_core::EventData;
+
+    #[test]
+    fn dataschema_names_the_committed_file() {
+        assert_eq!(
+            dataschema_for("https://schemas.example.com/orders/", "OrderPlaced", 2),
+            "https://schemas.example.com/orders/OrderPlaced/v2.json"
+        );
+        assert_eq!(dataschema_for("urn:x", "a.b", 1), "urn:x/a%2Eb/v1.json");
+    }
 
     fn recorded() -> RecordedEvent {
         let data = EventData::json("OrderPlaced", &serde_json::json!({"total": 5}))

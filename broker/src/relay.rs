@@ -55,6 +55,10 @@ pub struct RelayConfig {
     /// Partitions of the subject space (default 0: none): with `n > 0` events go to
     /// `<prefix>.<partition>.<aggregate type>.<stream id>` (see [`crate::subject`]).
     pub partitions: u32,
+    /// The base of the `ce-dataschema` header (default none): with a base, each message
+    /// names its payload's schema, `<base>/<event type>/v<schema version>.json` — the
+    /// layout of committed event contracts (see `annals-contracts`).
+    pub dataschema: Option<String>,
 }
 
 impl RelayConfig {
@@ -74,7 +78,15 @@ impl RelayConfig {
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
             partitions: 0,
+            dataschema: None,
         }
+    }
+
+    /// Names each payload's schema in `ce-dataschema`, under `base` (e.g.
+    /// `https://schemas.example.com/orders` or `urn:orders`).
+    pub fn dataschema(mut self, base: impl Into<String>) -> Self {
+        self.dataschema = Some(base.into());
+        self
     }
 
     /// Partitions the subjects (for inboxes that scale out; see [`crate::subject`]).
@@ -385,7 +397,17 @@ impl<S: EventStore, P: Publisher, C: RelayCheckpoints> Worker<S, P, C> {
                 if in_flight.contains(&subject) {
                     held = Some((event, subject));
                 } else {
-                    let message = to_message(&event, &self.config.source, subject.clone());
+                    let mut message = to_message(&event, &self.config.source, subject.clone());
+                    if let Some(base) = &self.config.dataschema {
+                        message.headers.insert(
+                            crate::cloudevents::DATASCHEMA.to_owned(),
+                            crate::cloudevents::dataschema_for(
+                                base,
+                                &event.event_type,
+                                event.schema_version,
+                            ),
+                        );
+                    }
                     match self.publisher.publish(message).await {
                         Ok(ack) => {
                             in_flight.insert(subject.clone());
