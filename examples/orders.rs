@@ -1,5 +1,6 @@
-//! Two services that talk through NATS JetStream: **orders** and **billing**, each with its
-//! own embedded store, outbox relay and idempotent inbox.
+//! Two services that talk through a broker — NATS JetStream, RabbitMQ or Kafka, by flag:
+//! **orders** and **billing**, each with its own embedded store, outbox relay and
+//! idempotent inbox.
 //!
 //! An order placed in orders is published (`OrderPlaced`), billing's inbox charges it
 //! (`PaymentCaptured`, with the order's correlation id and the incoming event as its
@@ -7,13 +8,21 @@
 //! (`OrderConfirmed`). Every hop is printed with its correlation and causation ids.
 //!
 //! ```text
-//! cargo run --example orders -- --orders 20
+//! cargo run --example orders -- --orders 20                  # JetStream (the default)
+//! cargo run --example orders -- --orders 20 --broker amqp    # RabbitMQ
+//! cargo run --example orders -- --orders 20 --broker kafka   # Kafka
 //! ```
 //!
-//! Needs NATS with JetStream on 127.0.0.1:4222 (`nats-server -js`; set `ANNALS_NATS_URL` for
-//! another server). The example's JetStream streams (`ANNALS_EXAMPLE_ORDERS`,
-//! `ANNALS_EXAMPLE_BILLING`) are created afresh on every run. It ends by itself with a
-//! summary and exit code 0 when every order was paid and confirmed.
+//! * `nats`: NATS with JetStream on 127.0.0.1:4222 (`nats-server -js`; `ANNALS_NATS_URL`
+//!   for another server). The streams `ANNALS_EXAMPLE_ORDERS` and `ANNALS_EXAMPLE_BILLING`
+//!   are created afresh on every run.
+//! * `amqp`: RabbitMQ on 127.0.0.1:5672 as guest (`ANNALS_AMQP_URL` for another server).
+//!   Each run uses its own exchanges and quorum queues (named after the process id, deleted
+//!   by RabbitMQ ten minutes after their last consumer).
+//! * `kafka`: the cluster at `ANNALS_KAFKA_BOOTSTRAP`, or — when it is not set — librdkafka's
+//!   mock cluster inside the example. Each run uses its own topics.
+//!
+//! It ends by itself with a summary and exit code 0 when every order was paid and confirmed.
 
 // A program: it talks to the terminal.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -24,11 +33,10 @@ use std::time::{Duration, Instant};
 use annals::prelude::*;
 use annals::{RecordedEvent, Uuid};
 use annals_broker::{
-    FileCheckpoints, HandleError, Inbox, InboxConfig, InboxHandler, IncomingEvent, Relay,
-    RelayConfig, StoreDeadLetters, command_id_for,
+    Consumer, FileCheckpoints, HandleError, Inbox, InboxConfig, InboxHandler, IncomingEvent,
+    Publisher, Relay, RelayConfig, StoreDeadLetters, command_id_for,
 };
 use annals_nats::async_nats::{self, jetstream};
-use annals_nats::{ConsumerSettings, JetStreamConsumer, JetStreamPublisher, StreamSettings};
 use serde::{Deserialize, Serialize};
 
 // ---- the orders service's domain ----
@@ -226,9 +234,17 @@ impl InboxHandler for Confirm {
 
 // ---- wiring ----
 
-fn parse_orders() -> Result<u64, String> {
+/// The broker the services talk through.
+#[derive(Clone, Copy, Debug)]
+enum Broker {
+    Nats,
+    Amqp,
+    Kafka,
+}
+
+fn parse_args() -> Result<(u64, Broker), String> {
     let mut args = std::env::args().skip(1);
-    let mut n = 5;
+    let (mut n, mut broker) = (5, Broker::Nats);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--orders" => {
@@ -238,10 +254,22 @@ fn parse_orders() -> Result<u64, String> {
                     .parse()
                     .map_err(|e| format!("--orders: {e}"))?;
             }
-            other => return Err(format!("unknown argument {other:?}; use --orders N")),
+            "--broker" => {
+                broker = match args.next().as_deref() {
+                    Some("nats") => Broker::Nats,
+                    Some("amqp") => Broker::Amqp,
+                    Some("kafka") => Broker::Kafka,
+                    other => return Err(format!("--broker nats|amqp|kafka, not {other:?}")),
+                };
+            }
+            other => {
+                return Err(format!(
+                    "unknown argument {other:?}; use --orders N [--broker nats|amqp|kafka]"
+                ));
+            }
         }
     }
-    Ok(n)
+    Ok((n, broker))
 }
 
 async fn all(store: &SledStore) -> Result<Vec<RecordedEvent>, annals::Error> {
@@ -260,17 +288,119 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run() -> Result<bool, Box<dyn std::error::Error>> {
-    let n = parse_orders()?;
-    let url = std::env::var("ANNALS_NATS_URL").unwrap_or_else(|_| "127.0.0.1:4222".into());
-    let client = async_nats::connect(&url)
-        .await
-        .map_err(|e| format!("cannot reach NATS at {url} (start `nats-server -js`): {e}"))?;
-    let js = jetstream::new(client.clone());
-    let (orders_stream, billing_stream) = ("ANNALS_EXAMPLE_ORDERS", "ANNALS_EXAMPLE_BILLING");
-    for s in [orders_stream, billing_stream] {
-        let _ = js.delete_stream(s).await; // a fresh run
+type Failure = Box<dyn std::error::Error>;
+
+async fn run() -> Result<bool, Failure> {
+    let (n, broker) = parse_args()?;
+    match broker {
+        Broker::Nats => {
+            let url = std::env::var("ANNALS_NATS_URL").unwrap_or_else(|_| "127.0.0.1:4222".into());
+            let client = async_nats::connect(&url).await.map_err(|e| {
+                format!("cannot reach NATS at {url} (start `nats-server -js`): {e}")
+            })?;
+            let js = jetstream::new(client.clone());
+            let (orders, billing) = ("ANNALS_EXAMPLE_ORDERS", "ANNALS_EXAMPLE_BILLING");
+            for s in [orders, billing] {
+                let _ = js.delete_stream(s).await; // a fresh run
+            }
+            use annals_nats::{
+                ConsumerSettings, JetStreamConsumer, JetStreamPublisher, StreamSettings,
+            };
+            let publisher = |stream: &str, prefix: &str| {
+                JetStreamPublisher::new(client.clone(), StreamSettings::for_prefix(stream, prefix))
+            };
+            let (orders_pub, billing_pub) = (
+                publisher(orders, "example.orders"),
+                publisher(billing, "example.billing"),
+            );
+            // The streams exist before the consumers open.
+            orders_pub.prepare().await?;
+            billing_pub.prepare().await?;
+            let consumer = |stream: &str, name: &str| {
+                JetStreamConsumer::open(client.clone(), ConsumerSettings::new(stream, name))
+            };
+            let billing_in = consumer(orders, "billing").await?;
+            let orders_in = consumer(billing, "orders").await?;
+            two_services(n, orders_pub, billing_pub, billing_in, orders_in).await
+        }
+        Broker::Amqp => {
+            use annals_amqp::{AmqpConsumer, AmqpPublisher, ExchangeSettings, QueueSettings};
+            let uri = std::env::var("ANNALS_AMQP_URL")
+                .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+            let run = std::process::id();
+            let (orders, billing) = (
+                format!("annals-example.{run}.orders"),
+                format!("annals-example.{run}.billing"),
+            );
+            // Each service's queue is declared (and bound) before anything is published.
+            let queue = |exchange: &str, name: &str, prefix: &str| {
+                QueueSettings::new(&uri, exchange, format!("{exchange}.{name}"), prefix)
+                    .expires(Duration::from_secs(600))
+            };
+            let billing_q = queue(&orders, "billing", "example.orders");
+            let orders_q = queue(&billing, "orders", "example.billing");
+            let billing_in = AmqpConsumer::open(billing_q.clone())
+                .await
+                .map_err(|e| format!("cannot reach RabbitMQ at {uri}: {e}"))?;
+            let orders_in = AmqpConsumer::open(orders_q.clone()).await?;
+            let orders_pub =
+                AmqpPublisher::new(ExchangeSettings::new(&uri, &orders).bind(billing_q));
+            let billing_pub =
+                AmqpPublisher::new(ExchangeSettings::new(&uri, &billing).bind(orders_q));
+            two_services(n, orders_pub, billing_pub, billing_in, orders_in).await
+        }
+        Broker::Kafka => {
+            use annals_kafka::{ConsumerSettings, KafkaConsumer, KafkaPublisher, TopicSettings};
+            // A cluster of one's own when none is given: librdkafka's mock cluster, kept on a
+            // thread of its own for the life of the example.
+            let bootstrap = match std::env::var("ANNALS_KAFKA_BOOTSTRAP") {
+                Ok(b) => b,
+                Err(_) => {
+                    let (tx, rx) = std::sync::mpsc::channel();
+                    std::thread::spawn(move || {
+                        match annals_kafka::rdkafka::mocking::MockCluster::new(1) {
+                            Ok(cluster) => {
+                                let _ = tx.send(Ok(cluster.bootstrap_servers()));
+                                for topic in ["annals-example.orders", "annals-example.billing"] {
+                                    let _ = cluster.create_topic(topic, 3, 1);
+                                }
+                                loop {
+                                    std::thread::park();
+                                }
+                            }
+                            Err(e) => {
+                                let _ = tx.send(Err(e.to_string()));
+                            }
+                        }
+                    });
+                    println!("(no ANNALS_KAFKA_BOOTSTRAP: librdkafka's mock cluster, in-process)");
+                    rx.recv()??
+                }
+            };
+            let (orders, billing) = ("annals-example.orders", "annals-example.billing");
+            let orders_pub = KafkaPublisher::new(TopicSettings::new(&bootstrap, orders))?;
+            let billing_pub = KafkaPublisher::new(TopicSettings::new(&bootstrap, billing))?;
+            let group = |name: &str| format!("{name}-{}", std::process::id());
+            let billing_in =
+                KafkaConsumer::open(ConsumerSettings::new(&bootstrap, orders, group("billing")))
+                    .await?;
+            let orders_in =
+                KafkaConsumer::open(ConsumerSettings::new(&bootstrap, billing, group("orders")))
+                    .await?;
+            two_services(n, orders_pub, billing_pub, billing_in, orders_in).await
+        }
     }
+}
+
+/// Runs both services over the broker of `orders_pub` / `billing_pub` (each service's
+/// outbox) and `billing_in` / `orders_in` (each service's inbox, on the other's events).
+async fn two_services<P: Publisher, C: Consumer>(
+    n: u64,
+    orders_pub: P,
+    billing_pub: P,
+    billing_in: C,
+    orders_in: C,
+) -> Result<bool, Failure> {
     let dir = tempfile::tempdir()?;
     let orders_store = SledStore::open(dir.path().join("orders/store"))?;
     let billing_store = SledStore::open(dir.path().join("billing/store"))?;
@@ -278,54 +408,28 @@ async fn run() -> Result<bool, Box<dyn std::error::Error>> {
     let payments = Repository::<Payment, _>::new(billing_store.clone());
 
     // Each service: a relay of its own events, and an inbox for the other's.
-    let orders_publisher = JetStreamPublisher::new(
-        client.clone(),
-        StreamSettings::for_prefix(orders_stream, "example.orders"),
-    );
-    let billing_publisher = JetStreamPublisher::new(
-        client.clone(),
-        StreamSettings::for_prefix(billing_stream, "example.billing"),
-    );
     let orders_relay = Relay::start(
         orders_store.clone(),
-        orders_publisher,
+        orders_pub,
         FileCheckpoints::new(dir.path().join("orders/checkpoints")),
         RelayConfig::new("orders-outbox", "orders", "example.orders")
             .filter(Filter::stream_prefix("order-")),
     );
     let billing_relay = Relay::start(
         billing_store.clone(),
-        billing_publisher,
+        billing_pub,
         FileCheckpoints::new(dir.path().join("billing/checkpoints")),
         RelayConfig::new("billing-outbox", "billing", "example.billing")
             .filter(Filter::stream_prefix("payment-")),
     );
-    // The relays create the streams; the inboxes' consumers need them.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while js.get_stream(orders_stream).await.is_err()
-        || js.get_stream(billing_stream).await.is_err()
-    {
-        if Instant::now() > deadline {
-            return Err("the relays did not create their JetStream streams".into());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     let billing_inbox = Inbox::start(
-        JetStreamConsumer::open(
-            client.clone(),
-            ConsumerSettings::new(orders_stream, "billing"),
-        )
-        .await?,
+        billing_in,
         Charge { payments },
         StoreDeadLetters::new(billing_store.clone()),
         InboxConfig::new("billing"),
     );
     let orders_inbox = Inbox::start(
-        JetStreamConsumer::open(
-            client.clone(),
-            ConsumerSettings::new(billing_stream, "orders"),
-        )
-        .await?,
+        orders_in,
         Confirm {
             orders: orders.clone(),
         },

@@ -1,6 +1,7 @@
-//! The two-services example end to end: `examples/orders` places orders in the orders
-//! service, billing charges them through JetStream, orders confirms them; the example checks
-//! the correlation and causation chains itself and exits 0 only when all reconcile.
+//! The two-services example end to end, on each broker: `examples/orders` places orders in
+//! the orders service, billing charges them through JetStream, RabbitMQ or Kafka (the mock
+//! cluster), orders confirms them; the example checks the correlation and causation chains
+//! itself and exits 0 only when all reconcile.
 
 use std::process::Command;
 
@@ -11,27 +12,42 @@ fn example() -> Option<std::path::PathBuf> {
     path.is_file().then_some(path)
 }
 
-#[test]
-fn two_services_end_to_end() {
+fn two_services_end_to_end(broker: &str) {
     let Some(path) = example() else {
         panic!("examples/orders is not built (cargo test builds it)");
     };
     let out = Command::new(path)
-        .args(["--orders", "25"])
+        .args(["--orders", "25", "--broker", broker])
+        .env_remove("ANNALS_KAFKA_BOOTSTRAP")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "{stdout}\n{}",
+        "{broker}: {stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let summary = stdout.lines().last().unwrap_or_default();
     assert!(
         summary.contains("placed 25 / paid 25 / confirmed 25 / reconciled 25"),
-        "{summary}"
+        "{broker}: {summary}"
     );
-    assert!(summary.contains("all reconciled"), "{summary}");
-    assert_eq!(stdout.matches(" <- PaymentCaptured").count(), 25);
-    assert_eq!(stdout.matches(" <- OrderPlaced").count(), 25);
+    assert!(summary.contains("all reconciled"), "{broker}: {summary}");
+    assert_eq!(stdout.matches(" <- PaymentCaptured").count(), 25, "{broker}");
+    assert_eq!(stdout.matches(" <- OrderPlaced").count(), 25, "{broker}");
+}
+
+#[test]
+fn two_services_end_to_end_on_jetstream() {
+    two_services_end_to_end("nats");
+}
+
+#[test]
+fn two_services_end_to_end_on_rabbitmq() {
+    two_services_end_to_end("amqp");
+}
+
+#[test]
+fn two_services_end_to_end_on_kafka() {
+    two_services_end_to_end("kafka");
 }
