@@ -26,7 +26,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use annals::prelude::*;
 use annals::store::format;
@@ -141,6 +141,9 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
+#[path = "workloads/brokers.rs"]
+mod brokers;
+
 fn main() {
     let args = match parse_args() {
         Ok(a) => a,
@@ -161,8 +164,8 @@ fn main() {
         "w4" => rt.block_on(w4(&args)),
         "soak" => rt.block_on(soak(&args)),
         "sled-memory" => sled_memory(&args),
-        "relay" => rt.block_on(relay(&args)),
-        "e2e" => rt.block_on(e2e(&args)),
+        "relay" => rt.block_on(brokers::relay(&args)),
+        "e2e" => rt.block_on(brokers::e2e(&args)),
         other => {
             eprintln!(
                 "unknown workload {other:?}; known: w1, w2, w3, w4, w5, soak, sled-memory, relay, e2e"
@@ -1116,218 +1119,4 @@ async fn soak(args: &Args) {
         max_anon as f64 / 1_048_576.0,
         store.size_on_disk().unwrap_or(0) as f64 / 1_048_576.0
     );
-}
-
-/// The local NATS server with JetStream.
-const NATS: &str = "127.0.0.1:4222";
-
-/// Relay: events/s from a pre-filled sled store of 200,000 events (10,000 streams) into
-/// JetStream, beside a raw async-nats publisher doing the same publishes (the same
-/// CloudEvents messages, `Nats-Msg-Id`, the same in-flight window) in the same run.
-async fn relay(args: &Args) {
-    use annals_broker::{MemCheckpoints, Relay, RelayConfig};
-    use annals_nats::async_nats::jetstream;
-    use annals_nats::{JetStreamPublisher, StreamSettings};
-    use std::collections::VecDeque;
-
-    let total = args.events.unwrap_or(200_000);
-    let window = args.concurrency.unwrap_or(256);
-    let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(dir.path()).unwrap();
-    // Written like W1: one event per append, 64 writers, 10,000 streams, so the log
-    // interleaves streams as a service's log does. (A run of one stream's events relays at
-    // one round trip per event: the relay keeps one message per subject in flight.)
-    let same_stream = args.batch.unwrap_or(1);
-    let writers = 64;
-    let mut tasks = Vec::new();
-    for t in 0..writers {
-        let store = store.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut i = t * same_stream;
-            while i < total {
-                let n = same_stream.min(total - i);
-                let batch: Vec<_> = (0..n).map(|k| event(t, i + k)).collect();
-                let s = StreamId::new(format!("account-{}", (i / same_stream) % 10_000)).unwrap();
-                store.append(&s, ExpectedVersion::Any, batch).await.unwrap();
-                i += writers * same_stream;
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let client = annals_nats::async_nats::connect(NATS).await.unwrap();
-    let js = jetstream::new(client.clone());
-    let events = store.read_all(Position::NONE, usize::MAX).await.unwrap();
-    for round in 0..args.repeat.max(1) {
-        // The floor: the same messages straight through async-nats.
-        let _ = js.delete_stream("ANNALS_BENCH_FLOOR").await;
-        js.create_stream(jetstream::stream::Config {
-            name: "ANNALS_BENCH_FLOOR".into(),
-            subjects: vec!["bench-floor.>".into()],
-            duplicate_window: Duration::from_secs(120),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-        let started = Instant::now();
-        let mut acks = VecDeque::new();
-        for e in &events {
-            let subject = annals_broker::subject::subject_for("bench-floor", &e.stream);
-            let m = annals_broker::cloudevents::to_message(e, "bench", subject);
-            let mut headers = annals_nats::async_nats::HeaderMap::new();
-            for (k, v) in &m.headers {
-                headers.insert(k.as_str(), v.as_str());
-            }
-            let publish = jetstream::message::PublishMessage::build()
-                .payload(m.payload.into())
-                .headers(headers)
-                .message_id(m.id);
-            if acks.len() >= window {
-                let ack: jetstream::context::PublishAckFuture = acks.pop_front().unwrap();
-                ack.await.unwrap();
-            }
-            acks.push_back(js.send_publish(m.subject, publish).await.unwrap());
-        }
-        for ack in acks {
-            ack.await.unwrap();
-        }
-        let floor_secs = started.elapsed().as_secs_f64();
-        line(
-            "nats-floor",
-            "relay",
-            events.len(),
-            floor_secs,
-            &format!(
-                ",\"in_flight\":{window},\"round\":{round},\"events_per_append\":{same_stream}"
-            ),
-        );
-        // The relay.
-        let _ = js.delete_stream("ANNALS_BENCH_RELAY").await;
-        let publisher = JetStreamPublisher::new(
-            client.clone(),
-            StreamSettings::for_prefix("ANNALS_BENCH_RELAY", "bench-relay"),
-        );
-        let started = Instant::now();
-        let r = Relay::start(
-            store.clone(),
-            publisher,
-            MemCheckpoints::new(),
-            RelayConfig::new("bench", "bench", "bench-relay").max_in_flight(window),
-        );
-        r.wait_for(store.head_position(), Duration::from_secs(600))
-            .await
-            .unwrap();
-        let secs = started.elapsed().as_secs_f64();
-        r.shutdown().await;
-        line(
-            "annals-nats",
-            "relay",
-            events.len(),
-            secs,
-            &format!(
-                ",\"in_flight\":{window},\"round\":{round},\"events_per_append\":{same_stream},\"ratio_to_floor\":{:.2}",
-                floor_secs / secs
-            ),
-        );
-    }
-    let _ = js.delete_stream("ANNALS_BENCH_FLOOR").await;
-    let _ = js.delete_stream("ANNALS_BENCH_RELAY").await;
-}
-
-/// E2E: append-acknowledged to handled-in-the-other-service latency at a steady rate (default
-/// 1,000 events/s for 10 s): service A appends to its sled store, its relay publishes to
-/// JetStream, service B's inbox handles each event; p50 and p99 of the time from A's append
-/// acknowledgement to B's handler.
-async fn e2e(args: &Args) {
-    use annals_broker::{
-        HandleError, Inbox, InboxConfig, InboxHandler, IncomingEvent, MemCheckpoints,
-        MemDeadLetters, Relay, RelayConfig,
-    };
-    use annals_nats::async_nats::jetstream;
-    use annals_nats::{ConsumerSettings, JetStreamConsumer, JetStreamPublisher, StreamSettings};
-    use std::collections::HashMap;
-    use std::sync::Mutex;
-
-    struct Clock {
-        handled: Arc<Mutex<HashMap<EventId, Instant>>>,
-    }
-    impl InboxHandler for Clock {
-        async fn handle(&self, e: &IncomingEvent) -> Result<(), HandleError> {
-            let now = Instant::now();
-            self.handled.lock().unwrap().entry(e.id).or_insert(now);
-            Ok(())
-        }
-    }
-
-    let rate = args.events.unwrap_or(1_000) as u64;
-    let secs = (args.minutes * 60.0).clamp(1.0, 600.0).min(10.0);
-    let total = (rate as f64 * secs) as usize;
-    let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(dir.path()).unwrap();
-    let client = annals_nats::async_nats::connect(NATS).await.unwrap();
-    let js = jetstream::new(client.clone());
-    let _ = js.delete_stream("ANNALS_BENCH_E2E").await;
-    let relay = Relay::start(
-        store.clone(),
-        JetStreamPublisher::new(
-            client.clone(),
-            StreamSettings::for_prefix("ANNALS_BENCH_E2E", "bench-e2e"),
-        ),
-        MemCheckpoints::new(),
-        RelayConfig::new("e2e", "bench", "bench-e2e"),
-    );
-    while js.get_stream("ANNALS_BENCH_E2E").await.is_err() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let mut acked = HashMap::new();
-    let handled = Arc::new(Mutex::new(HashMap::new()));
-    let inbox = Inbox::start(
-        JetStreamConsumer::open(
-            client.clone(),
-            ConsumerSettings::new("ANNALS_BENCH_E2E", "e2e"),
-        )
-        .await
-        .unwrap(),
-        Clock {
-            handled: Arc::clone(&handled),
-        },
-        MemDeadLetters::new(),
-        InboxConfig::new("e2e").fetch_wait(Duration::from_millis(100)),
-    );
-    let every = Duration::from_secs_f64(1.0 / rate as f64);
-    let started = Instant::now();
-    for i in 0..total {
-        let due = started + every * i as u32;
-        tokio::time::sleep_until(due.into()).await;
-        let data = event(0, i);
-        let id = data.id;
-        let s = StreamId::new(format!("account-{}", i % 1000)).unwrap();
-        store
-            .append(&s, ExpectedVersion::Any, vec![data])
-            .await
-            .unwrap();
-        acked.insert(id, Instant::now());
-    }
-    inbox
-        .wait_for_settled(total as u64, Duration::from_secs(60))
-        .await
-        .unwrap();
-    inbox.shutdown().await;
-    relay.shutdown().await;
-    let handled = handled.lock().unwrap().clone();
-    let mut l: Vec<Duration> = acked
-        .iter()
-        .filter_map(|(id, at)| handled.get(id).map(|h| h.saturating_duration_since(*at)))
-        .collect();
-    l.sort();
-    let pct = |p: f64| l[((l.len() as f64 * p) as usize).min(l.len() - 1)].as_secs_f64() * 1000.0;
-    println!(
-        "{{\"system\":\"annals-nats\",\"workload\":\"e2e\",\"events\":{},\"rate\":{rate},\"p50_ms\":{:.2},\"p99_ms\":{:.2},\"max_ms\":{:.2}}}",
-        l.len(),
-        pct(0.50),
-        pct(0.99),
-        pct(1.0)
-    );
-    let _ = js.delete_stream("ANNALS_BENCH_E2E").await;
 }

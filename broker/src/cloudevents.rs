@@ -65,13 +65,18 @@ pub const DATASCHEMA: &str = "ce-dataschema";
 
 /// The `ce-dataschema` of an `event_type` payload at `version`: `<base>/<event
 /// type>/v<version>.json` (the layout of committed contracts), with the base's trailing `/`
-/// dropped.
+/// dropped and the event type one URI path segment (bytes other than letters, digits and
+/// `-._~` as `%XX`, so a plain type name is the directory's name as it is).
 pub fn dataschema_for(base: &str, event_type: &str, version: u32) -> String {
-    format!(
-        "{}/{}/v{version}.json",
-        base.trim_end_matches('/'),
-        crate::subject::encode_token(event_type)
-    )
+    let mut segment = String::with_capacity(event_type.len());
+    for b in event_type.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            segment.push(char::from(b));
+        } else {
+            segment.push_str(&format!("%{b:02X}"));
+        }
+    }
+    format!("{}/{segment}/v{version}.json", base.trim_end_matches('/'))
 }
 
 /// The metadata header that carries an event's W3C trace context.
@@ -295,7 +300,8 @@ mod tests {
             dataschema_for("https://schemas.example.com/orders/", "OrderPlaced", 2),
             "https://schemas.example.com/orders/OrderPlaced/v2.json"
         );
-        assert_eq!(dataschema_for("urn:x", "a.b", 1), "urn:x/a%2Eb/v1.json");
+        assert_eq!(dataschema_for("urn:x", "a.b", 1), "urn:x/a.b/v1.json");
+        assert_eq!(dataschema_for("urn:x", "a/b c", 1), "urn:x/a%2Fb%20c/v1.json");
     }
 
     fn recorded() -> RecordedEvent {
