@@ -67,8 +67,9 @@
 
 pub use annals_core::*;
 /// Derives `DomainEvent` (one event type per variant, payload = the variant's fields;
-/// `#[event(name = "..")]`, `#[event(version = N)]`) and `Command` (`#[command(id)]` names the
-/// field holding the aggregate id).
+/// `#[event(name = "..")]`, `#[event(version = N)]`; `#[event(schemas)]` on the type for its
+/// payloads' JSON Schemas, see `annals::contracts`, feature `contracts`)
+/// and `Command` (`#[command(id)]` names the field holding the aggregate id).
 ///
 /// ```
 /// use annals::{Command, DomainEvent};
@@ -115,10 +116,93 @@ pub mod __private {
     pub use annals_core::{CodecId, Command, DomainEvent, Error};
     pub use serde;
 
+    pub use crate::__annals_with_contracts as with_contracts;
+    #[cfg(feature = "contracts")]
+    pub use annals_contracts as contracts;
+    #[cfg(feature = "contracts")]
+    pub use annals_contracts::schemars;
+
     /// The error for an event type the derived type does not know.
     pub fn unknown_event_type(event_type: &str, for_type: &str) -> Error {
         Error::unknown_event_type(event_type, for_type)
     }
+}
+
+/// What `#[event(schemas)]` expands into: the tokens as they are with the `contracts`
+/// feature, an error naming the feature without it.
+#[cfg(feature = "contracts")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __annals_with_contracts {
+    ($($t:tt)*) => { $($t)* };
+}
+
+/// What `#[event(schemas)]` expands into: the tokens as they are with the `contracts`
+/// feature, an error naming the feature without it.
+#[cfg(not(feature = "contracts"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __annals_with_contracts {
+    ($($t:tt)*) => {
+        ::core::compile_error!(
+            "`#[event(schemas)]` needs the `contracts` feature of annals: \
+             annals = { ..., features = [\"contracts\"] }"
+        );
+    };
+}
+
+/// Event contracts (feature `contracts`): the JSON Schema of each event type's payload at
+/// each version, the compatibility checker, committed-schema checks (`docs/contracts.md`).
+///
+/// `#[derive(DomainEvent)]` with `#[event(schemas)]` implements
+/// [`EventContracts`](contracts::EventContracts): for an enum, each variant's schema is
+/// derived from its fields (their types implement `schemars::JsonSchema`); for a struct, the
+/// struct itself must implement `JsonSchema`.
+///
+/// ```
+/// use annals::DomainEvent;
+/// use annals::contracts::{EventContracts, Mode, check};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(DomainEvent, Serialize, Deserialize, Debug, Clone, PartialEq)]
+/// #[event(schemas)]
+/// enum AccountEvent {
+///     Opened { owner: String },
+///     #[event(version = 2)]
+///     Deposited { amount: u64, note: Option<String> },
+///     Closed,
+/// }
+///
+/// let schemas = AccountEvent::event_schemas();
+/// assert_eq!(schemas.len(), 3);
+/// assert_eq!((schemas[1].event_type.as_str(), schemas[1].version), ("Deposited", 2));
+/// assert_eq!(schemas[1].file()?, "Deposited/v2.json");
+/// // The payload of `Deposited` is `{"amount": .., "note": ..}`; `note` may be left out.
+/// assert_eq!(schemas[1].schema["required"], serde_json::json!(["amount"]));
+/// // `Closed` has no fields: its payload is `null`.
+/// assert_eq!(schemas[2].schema["type"], "null");
+///
+/// // v1 of Deposited had no note: v2 reads it, and v1 readers ignore the note.
+/// let v1 = serde_json::json!({"type": "object",
+///     "properties": {"amount": {"type": "integer", "format": "uint64", "minimum": 0}},
+///     "required": ["amount"]});
+/// assert!(check(&v1, &schemas[1].schema, Mode::Full)?.is_empty());
+/// # Ok::<(), annals::contracts::ContractError>(())
+/// ```
+///
+/// An event struct is its own payload, so it implements `JsonSchema` itself; without it the
+/// derive does not compile:
+///
+/// ```compile_fail
+/// #[derive(annals::DomainEvent, serde::Serialize, serde::Deserialize)]
+/// #[event(schemas)]
+/// struct PriceChanged {
+///     cents: u64,
+/// }
+/// ```
+#[cfg(feature = "contracts")]
+pub mod contracts {
+    pub use annals_contracts::*;
 }
 
 /// The event stores: sled on disk and the in-memory store.
@@ -176,3 +260,8 @@ pub mod prelude {
 #[cfg(all(doctest, feature = "sled"))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+/// The Rust examples of `docs/contracts.md`, compiled and run as doc tests.
+#[cfg(all(doctest, feature = "contracts"))]
+#[doc = include_str!("../docs/contracts.md")]
+pub struct ContractsDoctests;

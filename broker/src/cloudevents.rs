@@ -301,7 +301,10 @@ mod tests {
             "https://schemas.example.com/orders/OrderPlaced/v2.json"
         );
         assert_eq!(dataschema_for("urn:x", "a.b", 1), "urn:x/a.b/v1.json");
-        assert_eq!(dataschema_for("urn:x", "a/b c", 1), "urn:x/a%2Fb%20c/v1.json");
+        assert_eq!(
+            dataschema_for("urn:x", "a/b c", 1),
+            "urn:x/a%2Fb%20c/v1.json"
+        );
     }
 
     fn recorded() -> RecordedEvent {

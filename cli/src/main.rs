@@ -5,6 +5,8 @@
 //! ```text
 //! annals --data DIR streams | read <stream> | tail [-n N] [--follow] | projections | parked
 //!        | verify | export [--out FILE] | import <FILE>
+//! annals schema check <OLD.json> <NEW.json> [--mode MODE]
+//! annals schema check --dir DIR [--mode MODE]
 //! ```
 // A program: it prints.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -14,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use annals::VersionRange;
+use annals::contracts::{Mode, check, check_history, load_dir, read_schema};
 use annals::prelude::*;
 use annals::projections::{ParkedStore, kv_read_models, search_checkpoint};
 use annals::store::{StoreConfig, is_store_dir, verify};
@@ -24,7 +27,7 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "annals",
     version,
-    about = "Inspect, verify, export and import an annals data directory"
+    about = "Inspect, verify, export and import an annals data directory; check event schemas"
 )]
 struct Cli {
     /// The data directory.
@@ -71,6 +74,34 @@ enum Command {
         /// Create a new store (in DIR/store) when DIR holds none.
         #[arg(long)]
         create: bool,
+    },
+    /// Event contracts: the JSON Schemas of event payloads (no data directory needed).
+    Schema {
+        #[command(subcommand)]
+        command: SchemaCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SchemaCommand {
+    /// Whether NEW is compatible with OLD, or, with --dir, whether each event type's
+    /// committed versions are. Exit code 0: compatible; 1: incompatible (each
+    /// incompatibility printed); 2: a file or schema could not be read.
+    Check {
+        /// The old version's schema file.
+        #[arg(required_unless_present = "dir", conflicts_with = "dir")]
+        old: Option<PathBuf>,
+        /// The new version's schema file.
+        #[arg(required_unless_present = "dir", conflicts_with = "dir")]
+        new: Option<PathBuf>,
+        /// A schema directory, `<event type>/v<N>.json`: each version against the one
+        /// before it, or against every earlier one in a transitive mode.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// backward (new readers read old data), forward (old readers read new data),
+        /// full (both), or backward-transitive, forward-transitive, full-transitive.
+        #[arg(long, default_value = "backward")]
+        mode: Mode,
     },
 }
 
@@ -124,6 +155,15 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
     let st = |e: annals::Error| e.to_string();
     let mut out = std::io::stdout().lock();
     match cli.command {
+        Command::Schema {
+            command:
+                SchemaCommand::Check {
+                    old,
+                    new,
+                    dir,
+                    mode,
+                },
+        } => return schema_check(&mut out, old.zip(new), dir, mode),
         Command::Streams => {
             let store = open_store(&cli.data)?;
             for (s, v) in store.streams().map_err(st)? {
@@ -314,6 +354,67 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `annals schema check`: two files, or every event type of a directory.
+fn schema_check(
+    out: &mut dyn Write,
+    files: Option<(PathBuf, PathBuf)>,
+    dir: Option<PathBuf>,
+    mode: Mode,
+) -> Result<ExitCode, String> {
+    let io = |e: std::io::Error| e.to_string();
+    let mut incompatible = 0usize;
+    if let Some(dir) = dir {
+        let all = load_dir(&dir).map_err(|e| e.to_string())?;
+        if all.is_empty() {
+            return Err(format!(
+                "no schemas in {} (expected <event type>/v<N>.json)",
+                dir.display()
+            ));
+        }
+        for (event_type, versions) in &all {
+            let found = check_history(versions, mode).map_err(|e| format!("{event_type}: {e}"))?;
+            let listed: Vec<String> = versions.iter().map(|(v, _)| format!("v{v}")).collect();
+            if found.is_empty() {
+                writeln!(out, "{event_type:<24} {} ok", listed.join(" ")).map_err(io)?;
+            }
+            for f in &found {
+                writeln!(out, "{event_type:<24} {f}").map_err(io)?;
+            }
+            incompatible += found.len();
+        }
+        writeln!(
+            out,
+            "{} event type(s), {incompatible} incompatibilit{} ({mode})",
+            all.len(),
+            if incompatible == 1 { "y" } else { "ies" }
+        )
+        .map_err(io)?;
+    } else if let Some((old, new)) = files {
+        let old = read_schema(&old).map_err(|e| e.to_string())?;
+        let new = read_schema(&new).map_err(|e| e.to_string())?;
+        let found = check(&old, &new, mode).map_err(|e| e.to_string())?;
+        for f in &found {
+            writeln!(out, "{f}").map_err(io)?;
+        }
+        incompatible = found.len();
+        if found.is_empty() {
+            writeln!(out, "compatible ({mode})").map_err(io)?;
+        } else {
+            writeln!(
+                out,
+                "{incompatible} incompatibilit{} ({mode})",
+                if incompatible == 1 { "y" } else { "ies" }
+            )
+            .map_err(io)?;
+        }
+    }
+    Ok(if incompatible == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// Appends one run of a stream's events, expecting the stream at the version before them

@@ -238,3 +238,160 @@ fn import_refuses_version_zero() {
     assert!(err.contains("line 2") && err.contains("version 0"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// `annals schema check`, with no data directory.
+fn schema(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_annals"))
+        .arg("schema")
+        .arg("check")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+fn write_schema(path: &Path, schema: &serde_json::Value) -> String {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, serde_json::to_string_pretty(schema).unwrap()).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+fn order(props: serde_json::Value, required: &[&str]) -> serde_json::Value {
+    serde_json::json!({"type": "object", "properties": props, "required": required})
+}
+
+#[test]
+fn schema_check_of_two_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let int = serde_json::json!({"type": "integer", "format": "uint64", "minimum": 0});
+    let v1 = write_schema(
+        &dir.path().join("v1.json"),
+        &order(serde_json::json!({"total": int}), &["total"]),
+    );
+    // An added optional field: compatible every way.
+    let v2 = write_schema(
+        &dir.path().join("v2.json"),
+        &order(
+            serde_json::json!({"total": int, "note": {"type": ["string", "null"]}}),
+            &["total"],
+        ),
+    );
+    for mode in ["backward", "forward", "full", "full-transitive"] {
+        let (code, out, err) = schema(&[&v1, &v2, "--mode", mode]);
+        assert_eq!(code, 0, "{mode}: {out} {err}");
+        assert_eq!(out, format!("compatible ({mode})\n"));
+    }
+    // The default mode is backward.
+    let (code, out, _) = schema(&[&v1, &v2]);
+    assert_eq!((code, out.as_str()), (0, "compatible (backward)\n"));
+    // A changed type: incompatible, each way printed with its path.
+    let v3 = write_schema(
+        &dir.path().join("v3.json"),
+        &order(serde_json::json!({"total": {"type": "string"}}), &["total"]),
+    );
+    let (code, out, err) = schema(&[&v1, &v3, "--mode", "full"]);
+    assert_eq!(code, 1, "{out} {err}");
+    assert_eq!(
+        out,
+        "backward /total: the writer may write integer here, the reader accepts only string\n\
+         forward /total: the writer may write string here, the reader accepts only integer\n\
+         2 incompatibilities (full)\n"
+    );
+    // A removed required field: backward yes, forward no.
+    let v4 = write_schema(
+        &dir.path().join("v4.json"),
+        &order(serde_json::json!({}), &[]),
+    );
+    assert_eq!(schema(&[&v1, &v4, "--mode", "backward"]).0, 0);
+    let (code, out, _) = schema(&[&v1, &v4, "--mode", "forward"]);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("forward (root): the reader requires property \"total\""),
+        "{out}"
+    );
+}
+
+#[test]
+fn schema_check_of_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let int = serde_json::json!({"type": "integer"});
+    let num = serde_json::json!({"type": "number"});
+    // Placed: v1 integer, v2 number, v3 integer again. Each step reads the one before
+    // backward only if it widens: v2 → v3 narrows.
+    write_schema(
+        &d.join("Placed/v1.json"),
+        &order(serde_json::json!({"t": int}), &["t"]),
+    );
+    write_schema(
+        &d.join("Placed/v2.json"),
+        &order(serde_json::json!({"t": num}), &["t"]),
+    );
+    write_schema(
+        &d.join("Placed/v3.json"),
+        &order(serde_json::json!({"t": int}), &["t"]),
+    );
+    write_schema(
+        &d.join("Paid/v1.json"),
+        &serde_json::json!({"type": "null"}),
+    );
+    std::fs::write(d.join("README.md"), "not a schema").unwrap();
+    let dir_arg = d.to_str().unwrap();
+    let (code, out, err) = schema(&["--dir", dir_arg, "--mode", "backward"]);
+    assert_eq!(code, 1, "{out} {err}");
+    assert_eq!(
+        out,
+        "Paid                     v1 ok\n\
+         Placed                   v2 -> v3: backward /t: the writer may write number here, the reader accepts only integer\n\
+         2 event type(s), 1 incompatibility (backward)\n"
+    );
+    // Forward: v1 cannot read v2. Transitive forward: v1 cannot read v2 (v3 is fine).
+    let (code, out, _) = schema(&["--dir", dir_arg, "--mode", "forward-transitive"]);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("v1 -> v2: forward /t") && !out.contains("v1 -> v3"),
+        "{out}"
+    );
+    assert!(!out.contains("v2 -> v3"), "{out}");
+    // Only the compatible part: fine.
+    std::fs::remove_file(d.join("Placed/v3.json")).unwrap();
+    let (code, out, _) = schema(&["--dir", dir_arg, "--mode", "backward-transitive"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Placed                   v1 v2 ok"), "{out}");
+}
+
+#[test]
+fn schema_check_refuses_what_it_cannot_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = write_schema(
+        &dir.path().join("ok.json"),
+        &serde_json::json!({"type": "string"}),
+    );
+    let odd = write_schema(
+        &dir.path().join("odd.json"),
+        &serde_json::json!({"type": "string", "if": {"minLength": 1}}),
+    );
+    let (code, _, err) = schema(&[&ok, &odd]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unsupported schema construct `if`"), "{err}");
+    std::fs::write(dir.path().join("bad.json"), "{").unwrap();
+    let (code, _, err) = schema(&[&ok, dir.path().join("bad.json").to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("not JSON"), "{err}");
+    let (code, _, err) = schema(&[&ok, dir.path().join("missing.json").to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = schema(&["--dir", dir.path().join("empty").to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no schemas in"), "{err}");
+    let (code, _, err) = schema(&[&ok]);
+    assert_eq!(code, 2, "clap: {err}");
+    let (code, _, err) = schema(&[&ok, &ok, "--mode", "sideways"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown compatibility mode"), "{err}");
+    let (code, _, _) = schema(&[&ok, &ok, "--dir", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 2, "files and --dir together");
+}

@@ -14,12 +14,34 @@ use crate::Errors;
 struct EventAttrs {
     name: Option<LitStr>,
     version: Option<(u32, Span)>,
+    /// `schemas`: also implement `EventContracts` (on the enum or the struct).
+    schemas: Option<Span>,
+}
+
+/// Where an `#[event(...)]` attribute is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// On an event enum itself: only `schemas`.
+    Enum,
+    /// On a variant: `name` and `version`.
+    Variant,
+    /// On an event struct: all three.
+    Struct,
+}
+
+/// The model of the input.
+struct Model {
+    types: Vec<EventType>,
+    /// `#[event(schemas)]` on the enum or the struct.
+    schemas: Option<Span>,
 }
 
 /// One event type: a variant, or the whole struct.
 struct EventType {
     ident: Ident,
     fields: Option<Fields>,
+    /// A variant's documentation (for its schema).
+    docs: Vec<Attribute>,
     attrs: EventAttrs,
 }
 
@@ -41,14 +63,20 @@ impl EventType {
     }
 }
 
-/// Parses `#[event(name = "...", version = N)]` attributes, reporting each bad key or value.
-fn parse_attrs(attrs: &[Attribute], errors: &mut Errors) -> EventAttrs {
+/// Parses `#[event(name = "...", version = N, schemas)]` attributes, reporting each bad key
+/// or value, and each key out of its place.
+fn parse_attrs(attrs: &[Attribute], place: Place, errors: &mut Errors) -> EventAttrs {
     let mut out = EventAttrs::default();
     for attr in attrs.iter().filter(|a| a.path().is_ident("event")) {
         let r = attr.parse_nested_meta(|meta| {
             if meta.path.is_ident("name") {
                 let lit: LitStr = meta.value()?.parse()?;
-                if lit.value().is_empty() || lit.value().len() > 255 {
+                if place == Place::Enum {
+                    errors.push(syn::Error::new(
+                        meta.path.span(),
+                        "on an enum, put `name` on its variants",
+                    ));
+                } else if lit.value().is_empty() || lit.value().len() > 255 {
                     errors.push(syn::Error::new(
                         lit.span(),
                         "event name must be 1 to 255 bytes long",
@@ -62,6 +90,10 @@ fn parse_attrs(attrs: &[Attribute], errors: &mut Errors) -> EventAttrs {
             } else if meta.path.is_ident("version") {
                 let lit: LitInt = meta.value()?.parse()?;
                 match lit.base10_parse::<u32>() {
+                    _ if place == Place::Enum => errors.push(syn::Error::new(
+                        meta.path.span(),
+                        "on an enum, put `version` on its variants",
+                    )),
                     Ok(0) | Err(_) => errors.push(syn::Error::new(
                         lit.span(),
                         "event version must be an integer from 1 to 4294967295",
@@ -72,9 +104,28 @@ fn parse_attrs(attrs: &[Attribute], errors: &mut Errors) -> EventAttrs {
                     Ok(v) => out.version = Some((v, lit.span())),
                 }
                 Ok(())
+            } else if meta.path.is_ident("schemas") {
+                let span = meta.path.span();
+                if meta.input.peek(syn::Token![=]) {
+                    // Read the value so that the rest of the attribute still parses.
+                    let _: syn::Expr = meta.value()?.parse()?;
+                    errors.push(syn::Error::new(span, "`schemas` takes no value"));
+                } else if place == Place::Variant {
+                    errors.push(syn::Error::new(
+                        span,
+                        "`schemas` goes on the enum, not on a variant: `#[event(schemas)]` above \
+                         the `enum`",
+                    ));
+                } else if out.schemas.is_some() {
+                    errors.push(syn::Error::new(span, "duplicate `schemas`"));
+                } else {
+                    out.schemas = Some(span);
+                }
+                Ok(())
             } else {
-                Err(meta
-                    .error("unknown event attribute; expected `name = \"...\"` or `version = N`"))
+                Err(meta.error(
+                    "unknown event attribute; expected `name = \"...\"`, `version = N` or `schemas`",
+                ))
             }
         });
         if let Err(e) = r {
@@ -85,37 +136,58 @@ fn parse_attrs(attrs: &[Attribute], errors: &mut Errors) -> EventAttrs {
 }
 
 /// Stage 1: the model of the input.
-fn parse(input: &DeriveInput, errors: &mut Errors) -> Vec<EventType> {
+fn parse(input: &DeriveInput, errors: &mut Errors) -> Model {
     match &input.data {
         Data::Enum(data) => {
-            if let Some(attr) = input.attrs.iter().find(|a| a.path().is_ident("event")) {
-                errors.push(syn::Error::new(
-                    attr.span(),
-                    "on an enum, put `#[event(...)]` on its variants",
-                ));
-            }
-            data.variants
+            let container = parse_attrs(&input.attrs, Place::Enum, errors);
+            let types = data
+                .variants
                 .iter()
                 .map(|v| EventType {
                     ident: v.ident.clone(),
                     fields: Some(v.fields.clone()),
-                    attrs: parse_attrs(&v.attrs, errors),
+                    docs: docs(&v.attrs),
+                    attrs: parse_attrs(&v.attrs, Place::Variant, errors),
                 })
-                .collect()
+                .collect();
+            Model {
+                types,
+                schemas: container.schemas,
+            }
         }
-        Data::Struct(_) => vec![EventType {
-            ident: input.ident.clone(),
-            fields: None,
-            attrs: parse_attrs(&input.attrs, errors),
-        }],
+        Data::Struct(_) => {
+            let attrs = parse_attrs(&input.attrs, Place::Struct, errors);
+            let schemas = attrs.schemas;
+            Model {
+                types: vec![EventType {
+                    ident: input.ident.clone(),
+                    fields: None,
+                    docs: Vec::new(),
+                    attrs,
+                }],
+                schemas,
+            }
+        }
         Data::Union(u) => {
             errors.push(syn::Error::new(
                 u.union_token.span(),
                 "DomainEvent cannot be derived for a union",
             ));
-            Vec::new()
+            Model {
+                types: Vec::new(),
+                schemas: None,
+            }
         }
     }
+}
+
+/// The `#[doc]` attributes of an item: the schema's descriptions.
+fn docs(attrs: &[Attribute]) -> Vec<Attribute> {
+    attrs
+        .iter()
+        .filter(|a| a.path().is_ident("doc"))
+        .cloned()
+        .collect()
 }
 
 /// Stage 2: rules across the model.
@@ -284,8 +356,88 @@ fn expand(input: &DeriveInput, types: &[EventType]) -> TokenStream {
 
 pub(crate) fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
     let mut errors = Errors::default();
-    let types = parse(input, &mut errors);
-    validate(input, &types, &mut errors);
+    let model = parse(input, &mut errors);
+    validate(input, &model.types, &mut errors);
     errors.finish()?;
-    Ok(expand(input, &types))
+    let mut out = expand(input, &model.types);
+    if let Some(span) = model.schemas {
+        out.extend(expand_schemas(input, &model.types, span));
+    }
+    Ok(out)
+}
+
+/// Stage 3, with `#[event(schemas)]`: `EventContracts`, one schema per event type. An enum
+/// variant's schema is that of a struct with the variant's fields — exactly what the
+/// payload helper above serializes: named fields as an object, one unnamed field as that
+/// field's value, several as an array, none as `null`. A struct's is its own `JsonSchema`.
+/// Everything is inside `with_contracts!`, which is a clear error without the facade's
+/// `contracts` feature.
+fn expand_schemas(input: &DeriveInput, types: &[EventType], span: Span) -> TokenStream {
+    let p = quote!(::annals::__private);
+    let ty = &input.ident;
+    let schemars_crate = quote!(#[schemars(crate = "::annals::__private::schemars")]);
+    let mut helpers = Vec::new();
+    let mut entries = Vec::new();
+    for t in types {
+        let name = t.name();
+        let version = t.version();
+        let Some(fields) = &t.fields else {
+            let span = input.ident.span();
+            entries.push(quote_spanned! {span=>
+                #p::contracts::EventSchema::new(#name, #version, #p::contracts::schema_of::<#ty>())
+            });
+            continue;
+        };
+        let helper = format_ident!("__AnnalsSchema{}", t.ident);
+        // The schema's name (and root title) is the event type's; braces are format syntax
+        // to schemars' `rename`.
+        let rename = name.replace('{', "{{").replace('}', "}}");
+        let docs = &t.docs;
+        let body = match fields {
+            Fields::Named(named) => {
+                let fields = named.named.iter().map(|f| {
+                    let (ident, ty, docs) = (&f.ident, &f.ty, docs_of(&f.attrs));
+                    quote!(#(#docs)* #ident: #ty)
+                });
+                quote!({ #(#fields),* })
+            }
+            Fields::Unnamed(unnamed) => {
+                let fields = unnamed.unnamed.iter().map(|f| {
+                    let (ty, docs) = (&f.ty, docs_of(&f.attrs));
+                    quote!(#(#docs)* #ty)
+                });
+                quote!((#(#fields),*);)
+            }
+            Fields::Unit => quote!(;),
+        };
+        helpers.push(quote! {
+            #[derive(#p::schemars::JsonSchema)]
+            #schemars_crate
+            #[schemars(rename = #rename)]
+            #(#docs)*
+            struct #helper #body
+        });
+        entries.push(quote! {
+            #p::contracts::EventSchema::new(#name, #version, #p::contracts::schema_of::<#helper>())
+        });
+    }
+    let invoke = quote_spanned!(span=> #p::with_contracts!);
+    quote! {
+        #invoke {
+            #[allow(non_camel_case_types, dead_code, missing_docs, clippy::all)]
+            const _: () = {
+                #(#helpers)*
+                #[automatically_derived]
+                impl #p::contracts::EventContracts for #ty {
+                    fn event_schemas() -> ::std::vec::Vec<#p::contracts::EventSchema> {
+                        ::std::vec![#(#entries),*]
+                    }
+                }
+            };
+        }
+    }
+}
+
+fn docs_of(attrs: &[Attribute]) -> Vec<&Attribute> {
+    attrs.iter().filter(|a| a.path().is_ident("doc")).collect()
 }

@@ -23,6 +23,14 @@ mod event;
 /// Attributes, on a variant or on the struct: `#[event(name = "TypeName")]` (default: the
 /// variant or struct name) and `#[event(version = N)]` (the schema version written, N ≥ 1,
 /// default 1). Field types of enum variants must implement `Serialize` and `Deserialize`.
+///
+/// On the enum or the struct, `#[event(schemas)]` also implements
+/// `annals::contracts::EventContracts` (the facade's `contracts` feature): one JSON Schema
+/// per event type, at its version. A variant's schema describes its payload exactly as
+/// written — named fields as an object, one unnamed field as that field's value, several as
+/// an array, none as `null` — so its field types must implement `schemars::JsonSchema`; a
+/// struct must implement `JsonSchema` itself. Doc comments of variants and fields become
+/// the schemas' descriptions.
 #[proc_macro_derive(DomainEvent, attributes(event))]
 pub fn derive_domain_event(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);

@@ -34,6 +34,7 @@ pub enum AccountCommand {
 
 /// What happened to an account.
 #[derive(DomainEvent, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[event(schemas)]
 pub enum AccountEvent {
     /// The account was opened.
     Opened {

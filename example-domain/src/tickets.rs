@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 /// What happened to a ticket. Stored with bincode, one event type per variant.
 #[derive(DomainEvent, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[event(schemas)]
 pub enum TicketEvent {
     /// A ticket was opened.
     Opened {

@@ -33,7 +33,11 @@ fn two_services_end_to_end(broker: &str) {
         "{broker}: {summary}"
     );
     assert!(summary.contains("all reconciled"), "{broker}: {summary}");
-    assert_eq!(stdout.matches(" <- PaymentCaptured").count(), 25, "{broker}");
+    assert_eq!(
+        stdout.matches(" <- PaymentCaptured").count(),
+        25,
+        "{broker}"
+    );
     assert_eq!(stdout.matches(" <- OrderPlaced").count(), 25, "{broker}");
 }
 
