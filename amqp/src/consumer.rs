@@ -14,7 +14,7 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, Connection};
 
 use crate::publisher::declare_exchange;
-use crate::{from_table, is_precondition_failed, properties, short, unavailable};
+use crate::{from_table, is_precondition_failed, open_channel, short};
 
 /// The kind of a queue.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -189,7 +189,7 @@ pub(crate) async fn declare_queue(
                 reason: format!("it exists with other arguments ({e})"),
             });
         }
-        Err(e) => return Err(unavailable("declaring the queue", e)),
+        Err(e) => return Err(BrokerError::client("declaring the queue", e)),
     }
     for key in &queue.bindings {
         channel
@@ -201,7 +201,7 @@ pub(crate) async fn declare_queue(
                 FieldTable::default(),
             )
             .await
-            .map_err(|e| unavailable("binding the queue", e))?;
+            .map_err(|e| BrokerError::client("binding the queue", e))?;
     }
     Ok(())
 }
@@ -229,7 +229,7 @@ async fn declare_dead_letters(channel: &Channel, dlx: &str, dlq: &str) -> Result
     {
         Ok(()) => {}
         Err(e) if is_precondition_failed(&e) => return Err(incompatible(dlx, e)),
-        Err(e) => return Err(unavailable("declaring the dead-letter exchange", e)),
+        Err(e) => return Err(BrokerError::client("declaring the dead-letter exchange", e)),
     }
     let options = QueueDeclareOptions {
         durable: true,
@@ -241,7 +241,7 @@ async fn declare_dead_letters(channel: &Channel, dlx: &str, dlq: &str) -> Result
     {
         Ok(_) => {}
         Err(e) if is_precondition_failed(&e) => return Err(incompatible(dlq, e)),
-        Err(e) => return Err(unavailable("declaring the dead-letter queue", e)),
+        Err(e) => return Err(BrokerError::client("declaring the dead-letter queue", e)),
     }
     channel
         .queue_bind(
@@ -252,7 +252,7 @@ async fn declare_dead_letters(channel: &Channel, dlx: &str, dlq: &str) -> Result
             FieldTable::default(),
         )
         .await
-        .map_err(|e| unavailable("binding the dead-letter queue", e))
+        .map_err(|e| BrokerError::client("binding the dead-letter queue", e))
 }
 
 /// A live connection, its channel and the queue's consumer.
@@ -288,19 +288,13 @@ impl AmqpConsumer {
     async fn connect(&mut self) -> Result<(), BrokerError> {
         self.link = None;
         let s = &self.settings;
-        let connection = Connection::connect(&s.uri, properties("annals-inbox"))
-            .await
-            .map_err(|e| unavailable("connecting", e))?;
-        let channel = connection
-            .create_channel()
-            .await
-            .map_err(|e| unavailable("opening a channel", e))?;
+        let (connection, channel) = open_channel(&s.uri, "annals-inbox").await?;
         declare_exchange(&channel, &s.exchange).await?;
         declare_queue(&channel, &s.exchange, s).await?;
         channel
             .basic_qos(s.prefetch.max(1), BasicQosOptions::default())
             .await
-            .map_err(|e| unavailable("setting the prefetch window", e))?;
+            .map_err(|e| BrokerError::client("setting the prefetch window", e))?;
         let consumer = channel
             .basic_consume(
                 short("queue", &s.name)?,
@@ -309,7 +303,7 @@ impl AmqpConsumer {
                 FieldTable::default(),
             )
             .await
-            .map_err(|e| unavailable("consuming the queue", e))?;
+            .map_err(|e| BrokerError::client("consuming the queue", e))?;
         self.link = Some(Link {
             connection,
             channel,
@@ -357,7 +351,7 @@ impl Consumer for AmqpConsumer {
                 Some(Err(e)) => {
                     self.link = None;
                     if out.is_empty() {
-                        return Err(unavailable("consuming", e));
+                        return Err(BrokerError::client("consuming", e));
                     }
                     return Ok(out);
                 }
@@ -416,7 +410,7 @@ impl AmqpDelivery {
 }
 
 fn settle_error(what: &str, e: lapin::Error) -> BrokerError {
-    unavailable(what, e)
+    BrokerError::client(what, e)
 }
 
 impl Delivery for AmqpDelivery {

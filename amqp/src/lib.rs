@@ -132,14 +132,21 @@ pub(crate) fn is_precondition_failed(e: &lapin::Error) -> bool {
     matches!(e.kind(), lapin::ErrorKind::ProtocolError(p) if p.get_id() == 406)
 }
 
-/// A client error as a transient broker error.
-pub(crate) fn unavailable(what: &str, e: lapin::Error) -> BrokerError {
-    BrokerError::unavailable(format!("{what}: {e}"), e)
-}
-
-/// The connection properties of this crate's connections.
-pub(crate) fn properties(name: &str) -> lapin::ConnectionProperties {
-    lapin::ConnectionProperties::default().with_connection_name(LongString::from(name))
+/// Connects to `uri` (the connection named `name` in RabbitMQ's list) and opens a channel.
+pub(crate) async fn open_channel(
+    uri: &str,
+    name: &str,
+) -> Result<(lapin::Connection, lapin::Channel), BrokerError> {
+    let properties =
+        lapin::ConnectionProperties::default().with_connection_name(LongString::from(name));
+    let connection = lapin::Connection::connect(uri, properties)
+        .await
+        .map_err(|e| BrokerError::client("connecting", e))?;
+    let channel = connection
+        .create_channel()
+        .await
+        .map_err(|e| BrokerError::client("opening a channel", e))?;
+    Ok((connection, channel))
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
 use tokio::sync::Mutex;
 
 use crate::consumer::{QueueSettings, declare_queue};
-use crate::{is_precondition_failed, properties, routing_key, short, to_table, unavailable};
+use crate::{is_precondition_failed, open_channel, routing_key, short, to_table};
 
 /// What the relay does with a message no queue is bound to.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -82,7 +82,7 @@ pub(crate) async fn declare_exchange(channel: &Channel, exchange: &str) -> Resul
             name: exchange.to_owned(),
             reason: format!("it exists with other settings than a durable topic exchange ({e})"),
         }),
-        Err(e) => Err(unavailable("declaring the exchange", e)),
+        Err(e) => Err(BrokerError::client("declaring the exchange", e)),
     }
 }
 
@@ -120,17 +120,11 @@ impl AmqpPublisher {
             return Ok(l.channel.clone());
         }
         *link = None;
-        let connection = Connection::connect(&self.settings.uri, properties("annals-relay"))
-            .await
-            .map_err(|e| unavailable("connecting", e))?;
-        let channel = connection
-            .create_channel()
-            .await
-            .map_err(|e| unavailable("opening a channel", e))?;
+        let (connection, channel) = open_channel(&self.settings.uri, "annals-relay").await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await
-            .map_err(|e| unavailable("enabling publisher confirms", e))?;
+            .map_err(|e| BrokerError::client("enabling publisher confirms", e))?;
         declare_exchange(&channel, &self.settings.exchange).await?;
         *link = Some(Link {
             connection,
@@ -209,7 +203,7 @@ impl Publisher for AmqpPublisher {
             Ok(c) => c,
             Err(e) => {
                 self.reset().await;
-                return Err(unavailable("publish", e));
+                return Err(BrokerError::client("publish", e));
             }
         };
         let unroutable = self.settings.unroutable;
@@ -239,7 +233,7 @@ impl Publisher for AmqpPublisher {
                     }),
                     Err(e) => {
                         this.reset().await;
-                        Err(unavailable("publish confirmation", e))
+                        Err(BrokerError::client("publish confirmation", e))
                     }
                 }
             }),

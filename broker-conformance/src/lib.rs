@@ -107,7 +107,7 @@ pub async fn relay_through<S: EventStore, P: Publisher, C: annals_broker::RelayC
 }
 
 /// Appends one event of each of `types` to `stream(type)`; the last position.
-async fn append_types<S: EventStore>(
+pub async fn append_types<S: EventStore>(
     store: &S,
     types: &[&str],
     stream: impl Fn(&str) -> String,
@@ -590,4 +590,35 @@ pub async fn relay_and_inbox_ride_out_an_outage<H: BrokerHarness, S: EventStore>
     }
     inbox.shutdown().await;
     relay.shutdown().await;
+}
+
+/// Relays ten events and a `Poison` one (stream `bad-1`, subject `<prefix>.bad.bad-1`)
+/// through `publisher`, and has an inbox on `consumer` park the poison one: its status and
+/// parked list say so. What became of the parked message at the broker (a dead-letter
+/// exchange, a dead-letter topic) is for the caller to check.
+pub async fn park_a_poison_message<P: Publisher, C: Consumer>(
+    publisher: P,
+    consumer: C,
+    prefix: &str,
+) {
+    let store = annals_store::MemStore::new();
+    fill(&store, "ok", 2, 10).await;
+    let head = append_types(&store, &["Poison"], |_| "bad-1".into()).await;
+    let config = RelayConfig::new(prefix, "conformance", prefix);
+    relay_through(&store, publisher, MemCheckpoints::new(), config, head).await;
+    let inbox = Inbox::start(
+        consumer,
+        Recorder::default(),
+        MemDeadLetters::new(),
+        InboxConfig::new(prefix).fetch_wait(Duration::from_millis(100)),
+    );
+    inbox
+        .wait_for_settled(11, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(inbox.status().parked, 1);
+    let parked = inbox.parked().await.unwrap();
+    assert_eq!(parked.len(), 1, "in the parked list");
+    assert_eq!(parked[0].subject, format!("{prefix}.bad.bad-1"));
+    inbox.shutdown().await;
 }

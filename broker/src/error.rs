@@ -56,6 +56,12 @@ impl BrokerError {
         }
     }
 
+    /// An `Unavailable` error of a broker client failing at `what` (the message is
+    /// `<what>: <source>`).
+    pub fn client(what: &str, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::unavailable(format!("{what}: {source}"), source)
+    }
+
     /// A `Refused` error caused by `source`.
     pub fn refused(
         message: impl Into<String>,

@@ -711,24 +711,12 @@ impl Checker {
         path: &str,
         out: &mut Vec<Found>,
     ) -> Result<(), ContractError> {
-        if y.min > x.min {
-            out.push(limit(
-                path,
-                "minItems",
-                Some(x.min.to_string()),
-                y.min.to_string(),
-            ));
-        }
-        if let Some(m) = y.max
-            && x.max.is_none_or(|w| w > m)
-        {
-            out.push(limit(
-                path,
-                "maxItems",
-                x.max.map(|w| w.to_string()),
-                m.to_string(),
-            ));
-        }
+        counts(
+            path,
+            ("minItems", x.min, y.min),
+            ("maxItems", x.max, y.max),
+            out,
+        );
         if y.unique && !x.unique {
             out.push((path.to_owned(), IncompatibilityKind::UniqueItemsAdded));
         }
@@ -897,6 +885,34 @@ fn limit(path: &str, keyword: &str, writer: Option<String>, reader: String) -> F
     )
 }
 
+/// A count's bounds (items, characters): the reader's minimum above the writer's, or its
+/// maximum below the writer's (or set where the writer has none), narrows what it accepts.
+fn counts<N: PartialOrd + ToString + Copy>(
+    path: &str,
+    (min_keyword, writer_min, reader_min): (&str, N, N),
+    (max_keyword, writer_max, reader_max): (&str, Option<N>, Option<N>),
+    out: &mut Vec<Found>,
+) {
+    if reader_min > writer_min {
+        out.push(limit(
+            path,
+            min_keyword,
+            Some(writer_min.to_string()),
+            reader_min.to_string(),
+        ));
+    }
+    if let Some(m) = reader_max
+        && writer_max.is_none_or(|w| w > m)
+    {
+        out.push(limit(
+            path,
+            max_keyword,
+            writer_max.map(|w| w.to_string()),
+            m.to_string(),
+        ));
+    }
+}
+
 fn ranges(x: &Numeric<'_>, y: &Numeric<'_>, path: &str, out: &mut Vec<Found>) {
     if !min_within(x.min, y.min)
         && let Some(b) = y.min
@@ -934,24 +950,12 @@ fn strings(x: &Text<'_>, y: &Text<'_>, path: &str, out: &mut Vec<Found>) {
             ));
         }
     }
-    if y.min_len > x.min_len {
-        out.push(limit(
-            path,
-            "minLength",
-            Some(x.min_len.to_string()),
-            y.min_len.to_string(),
-        ));
-    }
-    if let Some(m) = y.max_len
-        && x.max_len.is_none_or(|w| w > m)
-    {
-        out.push(limit(
-            path,
-            "maxLength",
-            x.max_len.map(|w| w.to_string()),
-            m.to_string(),
-        ));
-    }
+    counts(
+        path,
+        ("minLength", x.min_len, y.min_len),
+        ("maxLength", x.max_len, y.max_len),
+        out,
+    );
     if let Some(p) = y.pattern
         && x.pattern != Some(p)
     {

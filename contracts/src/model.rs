@@ -471,15 +471,10 @@ impl KeyPattern {
 /// The alternatives of `node`: its own keywords, intersected with what its `$ref`, `allOf`,
 /// `anyOf` and `oneOf` say. `oneOf` is read as `anyOf`: the alternatives schemars emits for
 /// an enum are told apart by their tag, so at most one matches anyway.
-pub(crate) fn alts<'a>(node: &Node<'a>, depth: usize) -> Result<Vec<Alt<'a>>, ContractError> {
-    if depth > MAX_DEPTH {
-        return Err(ContractError::Limit {
-            pointer: node.ptr.clone(),
-        });
-    }
+/// The keywords of a schema object, every one of them known; `None` for a boolean schema.
+fn keywords<'a>(node: &Node<'a>) -> Result<Option<&'a Map<String, Value>>, ContractError> {
     let map = match node.schema {
-        Value::Bool(true) => return Ok(vec![Alt::any()]),
-        Value::Bool(false) => return Ok(Vec::new()),
+        Value::Bool(_) => return Ok(None),
         Value::Object(m) => m,
         _ => {
             return Err(ContractError::invalid(
@@ -495,6 +490,23 @@ pub(crate) fn alts<'a>(node: &Node<'a>, depth: usize) -> Result<Vec<Alt<'a>>, Co
             unsupported_reason(k),
         ));
     }
+    Ok(Some(map))
+}
+
+pub(crate) fn alts<'a>(node: &Node<'a>, depth: usize) -> Result<Vec<Alt<'a>>, ContractError> {
+    if depth > MAX_DEPTH {
+        return Err(ContractError::Limit {
+            pointer: node.ptr.clone(),
+        });
+    }
+    let Some(map) = keywords(node)? else {
+        // `true` accepts anything, `false` nothing.
+        return Ok(if node.schema == &Value::Bool(true) {
+            vec![Alt::any()]
+        } else {
+            Vec::new()
+        });
+    };
     let mut acc = local(node, map)?.unwrap_or_else(|| vec![Alt::any()]);
     if let Some(r) = map.get("$ref") {
         let target = resolve(node, r)?;
@@ -1250,23 +1262,9 @@ pub(crate) fn validate_document(doc: &Value) -> Result<(), ContractError> {
                 pointer: node.ptr.clone(),
             });
         }
-        let map = match node.schema {
-            Value::Bool(_) => return Ok(()),
-            Value::Object(m) => m,
-            _ => {
-                return Err(ContractError::invalid(
-                    &node.ptr,
-                    "a schema must be an object or a boolean",
-                ));
-            }
+        let Some(map) = keywords(node)? else {
+            return Ok(());
         };
-        if let Some(k) = map.keys().find(|k| !is_known_keyword(k)) {
-            return Err(ContractError::unsupported(
-                &node.ptr,
-                k,
-                unsupported_reason(k),
-            ));
-        }
         // Reading this level checks its keywords' values, `$ref`s and combinations.
         alts(node, 0)?;
         for key in ["properties", "patternProperties", "$defs", "definitions"] {

@@ -14,7 +14,7 @@ use rdkafka::message::Message as _;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::time::Instant;
 
-use crate::{from_kafka, to_kafka, unavailable};
+use crate::{from_kafka, to_kafka};
 
 /// A consumer group member's settings.
 #[derive(Clone, Debug)]
@@ -150,7 +150,7 @@ impl Shared {
         };
         self.consumer
             .store_offset(&self.topic, partition, commit)
-            .map_err(|e| unavailable("storing the offset", e))
+            .map_err(|e| BrokerError::client("storing the offset", e))
     }
 }
 
@@ -201,7 +201,7 @@ impl KafkaConsumer {
             .map_err(|e| BrokerError::Config(format!("the Kafka consumer: {e}")))?;
         consumer
             .subscribe(&[&settings.topic])
-            .map_err(|e| unavailable("subscribing", e))?;
+            .map_err(|e| BrokerError::client("subscribing", e))?;
         Ok(Self {
             shared: Arc::new(Shared {
                 consumer,
@@ -273,7 +273,7 @@ impl Consumer for KafkaConsumer {
         };
         let first = match tokio::time::timeout_at(until, self.shared.consumer.recv()).await {
             Err(_) => return Ok(out),
-            Ok(Err(e)) => return Err(unavailable("consuming", e)),
+            Ok(Err(e)) => return Err(BrokerError::client("consuming", e)),
             Ok(Ok(m)) => self.received(&m),
         };
         out.push(first);
@@ -377,7 +377,7 @@ impl Delivery for KafkaDelivery {
             producer
                 .send(record, Duration::from_secs(30))
                 .await
-                .map_err(|(e, _)| unavailable("copying to the dead-letter topic", e))?;
+                .map_err(|(e, _)| BrokerError::client("copying to the dead-letter topic", e))?;
         }
         self.shared.settle(self.partition, self.offset)
     }

@@ -80,14 +80,6 @@ pub(crate) fn from_kafka<H: rdkafka::message::Headers>(headers: Option<&H>) -> H
     out
 }
 
-/// A client error as a transient broker error.
-pub(crate) fn unavailable(
-    what: &str,
-    e: impl std::error::Error + Send + Sync + 'static,
-) -> BrokerError {
-    BrokerError::unavailable(format!("{what}: {e}"), e)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
-use crate::{to_kafka, unavailable};
+use crate::to_kafka;
 
 /// The Kafka cluster and topic a relay publishes to.
 #[derive(Clone, Debug)]
@@ -79,7 +79,7 @@ async fn topic_exists(config: &ClientConfig, topic: &str) -> Result<bool, Broker
             .map_err(|e| BrokerError::Config(format!("the Kafka metadata client: {e}")))?;
         let metadata = client
             .fetch_metadata(Some(&topic), Duration::from_secs(10))
-            .map_err(|e| unavailable("reading the topic's metadata", e))?;
+            .map_err(|e| BrokerError::client("reading the topic's metadata", e))?;
         Ok(metadata
             .topics()
             .iter()
@@ -110,7 +110,7 @@ pub(crate) async fn ensure_topic(
     let results = admin
         .create_topics([&new], &options)
         .await
-        .map_err(|e| unavailable("creating the topic", e))?;
+        .map_err(|e| BrokerError::client("creating the topic", e))?;
     for r in results {
         match r {
             Ok(_) => tracing::info!(topic, partitions, "created the Kafka topic"),
@@ -195,14 +195,14 @@ impl Publisher for KafkaPublisher {
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_millis(100));
                 }
-                Err((e, _)) => return Err(unavailable("publish", e)),
+                Err((e, _)) => return Err(BrokerError::client("publish", e)),
             }
         };
         Ok(KafkaAck {
             inner: Box::pin(async move {
                 match delivery.await {
                     Ok(Ok(_)) => Ok(()),
-                    Ok(Err((e, _))) => Err(unavailable("publish acknowledgement", e)),
+                    Ok(Err((e, _))) => Err(BrokerError::client("publish acknowledgement", e)),
                     Err(_) => Err(BrokerError::Unavailable {
                         message: "the producer dropped the record".into(),
                         source: None,

@@ -6,7 +6,7 @@ use annals_broker::{BrokerError, Consumer, Delivery, Headers};
 use async_nats::jetstream::{self, AckKind, consumer::pull};
 use futures_util::StreamExt;
 
-use crate::{from_nats_headers, unavailable};
+use crate::from_nats_headers;
 
 /// A durable consumer's settings.
 #[derive(Clone, Debug)]
@@ -70,7 +70,7 @@ impl JetStreamConsumer {
         let stream = js
             .get_stream(&settings.stream)
             .await
-            .map_err(|e| unavailable("looking up the stream", e))?;
+            .map_err(|e| BrokerError::client("looking up the stream", e))?;
         let config = pull::Config {
             durable_name: Some(settings.durable.clone()),
             filter_subject: settings.filter_subject.clone(),
@@ -84,7 +84,7 @@ impl JetStreamConsumer {
         let consumer = stream
             .get_or_create_consumer(&settings.durable, config)
             .await
-            .map_err(|e| unavailable("opening the consumer", e))?;
+            .map_err(|e| BrokerError::client("opening the consumer", e))?;
         Ok(Self { consumer })
     }
 }
@@ -103,7 +103,7 @@ impl Consumer for JetStreamConsumer {
                 .consumer
                 .info()
                 .await
-                .map_err(|e| unavailable("reading the consumer", e))?;
+                .map_err(|e| BrokerError::client("reading the consumer", e))?;
             if info.num_ack_pending == 0 {
                 return Ok(());
             }
@@ -133,7 +133,7 @@ impl Consumer for JetStreamConsumer {
             .expires(wait)
             .messages()
             .await
-            .map_err(|e| unavailable("fetch", e))?;
+            .map_err(|e| BrokerError::client("fetch", e))?;
         let mut out = Vec::new();
         while let Some(m) = batch.next().await {
             let message = m.map_err(|e| BrokerError::Unavailable {

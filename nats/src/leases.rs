@@ -9,7 +9,6 @@ use async_nats::jetstream::{self, kv};
 use futures_util::StreamExt;
 
 use crate::consumer::{ConsumerSettings, JetStreamConsumer};
-use crate::unavailable;
 
 /// Leases in the key-value bucket `bucket`, each living `ttl` after its last renewal.
 #[derive(Clone)]
@@ -48,12 +47,12 @@ impl NatsLeases {
                 ..Default::default()
             })
             .await
-            .map_err(|e| unavailable("creating the lease bucket", e))?;
+            .map_err(|e| BrokerError::client("creating the lease bucket", e))?;
         }
         let store = js
             .get_key_value(bucket)
             .await
-            .map_err(|e| unavailable("opening the lease bucket", e))?;
+            .map_err(|e| BrokerError::client("opening the lease bucket", e))?;
         Ok(Self { store, ttl })
     }
 
@@ -62,7 +61,7 @@ impl NatsLeases {
             .store
             .entry(key)
             .await
-            .map_err(|e| unavailable("reading a lease", e))?;
+            .map_err(|e| BrokerError::client("reading a lease", e))?;
         Ok(entry.filter(|e| e.operation == kv::Operation::Put))
     }
 }
@@ -99,7 +98,7 @@ impl Leases for NatsLeases {
             self.store
                 .delete_expect_revision(key, Some(e.revision))
                 .await
-                .map_err(|e| unavailable("releasing a lease", e))?;
+                .map_err(|e| BrokerError::client("releasing a lease", e))?;
         }
         Ok(())
     }
@@ -111,7 +110,7 @@ impl Leases for NatsLeases {
     async fn held(&self, prefix: &str) -> Result<Vec<(String, String)>, BrokerError> {
         let mut keys = match self.store.keys().await {
             Ok(k) => k,
-            Err(e) => return Err(unavailable("listing leases", e)),
+            Err(e) => return Err(BrokerError::client("listing leases", e)),
         };
         let mut names = Vec::new();
         while let Some(k) = keys.next().await {

@@ -47,11 +47,3 @@ pub(crate) fn from_nats_headers(headers: Option<&async_nats::HeaderMap>) -> Head
     }
     out
 }
-
-/// A NATS client error as a transient broker error.
-pub(crate) fn unavailable(
-    what: &str,
-    e: impl std::error::Error + Send + Sync + 'static,
-) -> BrokerError {
-    BrokerError::unavailable(format!("{what}: {e}"), e)
-}

@@ -8,7 +8,7 @@ use std::time::Duration;
 use annals_broker::{BrokerError, OutgoingMessage, Publisher};
 use async_nats::jetstream::{self, message::PublishMessage};
 
-use crate::{to_nats_headers, unavailable};
+use crate::to_nats_headers;
 
 /// The JetStream stream a relay publishes to.
 #[derive(Clone, Debug)]
@@ -116,7 +116,7 @@ impl Future for JetStreamAck {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         self.inner.as_mut().poll(cx).map(|r| {
             r.map(|_| ())
-                .map_err(|e| unavailable("publish acknowledgement", e))
+                .map_err(|e| BrokerError::client("publish acknowledgement", e))
         })
     }
 }
@@ -130,7 +130,7 @@ impl Publisher for JetStreamPublisher {
                 let info = stream
                     .info()
                     .await
-                    .map_err(|e| unavailable("reading the stream's configuration", e))?;
+                    .map_err(|e| BrokerError::client("reading the stream's configuration", e))?;
                 match self.stream.incompatibility(&info.config) {
                     Some(reason) => Err(BrokerError::Incompatible {
                         name: self.stream.name.clone(),
@@ -149,11 +149,11 @@ impl Publisher for JetStreamPublisher {
                 self.js
                     .create_stream(self.stream.config())
                     .await
-                    .map_err(|e| unavailable("creating the stream", e))?;
+                    .map_err(|e| BrokerError::client("creating the stream", e))?;
                 tracing::info!(stream = %self.stream.name, "created the JetStream stream");
                 Ok(())
             }
-            Err(e) => Err(unavailable("looking up the stream", e)),
+            Err(e) => Err(BrokerError::client("looking up the stream", e)),
         }
     }
 
@@ -166,7 +166,7 @@ impl Publisher for JetStreamPublisher {
             .js
             .send_publish(message.subject, publish)
             .await
-            .map_err(|e| unavailable("publish", e))?;
+            .map_err(|e| BrokerError::client("publish", e))?;
         Ok(JetStreamAck {
             inner: ack.into_future(),
         })

@@ -6,11 +6,8 @@ use std::time::{Duration, Instant};
 
 use annals_amqp::lapin::options::{BasicAckOptions, BasicGetOptions};
 use annals_amqp::{AmqpConsumer, AmqpPublisher, ExchangeSettings, QueueSettings};
-use annals_broker::{
-    Consumer, Delivery, Inbox, InboxConfig, MemCheckpoints, MemDeadLetters, RelayConfig,
-};
-use annals_broker_conformance::{Recorder, fill, relay_through};
-use annals_core::{EventData, EventStore, ExpectedVersion, StreamId};
+use annals_broker::{Consumer, Delivery, MemCheckpoints, RelayConfig};
+use annals_broker_conformance::{fill, park_a_poison_message, relay_through};
 use annals_store::MemStore;
 
 use crate::harness::{EXPIRES, URI, connect, exchange_name, queue_name};
@@ -60,44 +57,11 @@ fn settings(prefix: &str, limit: u32) -> QueueSettings {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_parked_message_is_dead_lettered() {
     let prefix = "dlx-parked";
-    let store = MemStore::new();
-    let queue = settings(prefix, 20);
-    let consumer = AmqpConsumer::open(queue.clone()).await.unwrap();
-    fill(&store, "ok", 2, 10).await;
-    let head = store
-        .append(
-            &StreamId::new("bad-1").unwrap(),
-            ExpectedVersion::Any,
-            vec![EventData::json("Poison", &1).unwrap()],
-        )
-        .await
-        .unwrap()
-        .last_position;
+    let consumer = AmqpConsumer::open(settings(prefix, 20)).await.unwrap();
     let publisher = AmqpPublisher::new(ExchangeSettings::new(URI, exchange_name(prefix)));
-    relay_through(
-        &store,
-        publisher,
-        MemCheckpoints::new(),
-        RelayConfig::new(prefix, "test", prefix),
-        head,
-    )
-    .await;
-    let dead = MemDeadLetters::new();
-    let inbox = Inbox::start(
-        consumer,
-        Recorder::default(),
-        dead.clone(),
-        InboxConfig::new(prefix).fetch_wait(Duration::from_millis(100)),
-    );
-    inbox
-        .wait_for_settled(11, Duration::from_secs(20))
-        .await
-        .unwrap();
-    assert_eq!(inbox.status().parked, 1);
-    assert_eq!(inbox.parked().await.unwrap().len(), 1, "in the parked list");
+    park_a_poison_message(publisher, consumer, prefix).await;
     let dead = wait_for_dead(&queue_name(prefix, "dead"), 1).await;
     assert_eq!(dead, vec![(format!("{prefix}.bad.bad-1"), true)]);
-    inbox.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

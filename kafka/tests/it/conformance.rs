@@ -34,5 +34,6 @@ async fn inbox_stopped_mid_fetch_hands_messages_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_and_inbox_ride_out_an_outage() {
-    suite::relay_and_inbox_ride_out_an_outage(Kafka::local(), MemStore::new()).await;
+    // A cluster of its own: taking the brokers down must not take them from other tests.
+    suite::relay_and_inbox_ride_out_an_outage(Kafka::own_cluster(), MemStore::new()).await;
 }

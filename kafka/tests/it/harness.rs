@@ -1,7 +1,7 @@
 //! The Kafka harness of the conformance suite: librdkafka's mock cluster.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use annals_broker::Headers;
@@ -34,9 +34,10 @@ enum Command {
     Down(bool),
 }
 
-fn cluster() -> &'static Cluster {
-    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-    CLUSTER.get_or_init(|| {
+impl Cluster {
+    /// The parent's cluster (in a child of a crash test), or a new three-broker mock
+    /// cluster owned by a thread of its own that lives as long as the test process.
+    fn start() -> Cluster {
         if let Ok(bootstrap) = std::env::var(BOOTSTRAP_VAR) {
             return Cluster {
                 bootstrap,
@@ -48,7 +49,6 @@ fn cluster() -> &'static Cluster {
         std::thread::spawn(move || {
             let cluster = annals_kafka::rdkafka::mocking::MockCluster::new(3).unwrap();
             tx.send(cluster.bootstrap_servers()).unwrap();
-            // Lives as long as the test process.
             while let Ok(order) = orders_rx.recv() {
                 match order.command {
                     Command::CreateTopic(topic) => cluster.create_topic(&topic, 4, 1).unwrap(),
@@ -64,6 +64,7 @@ fn cluster() -> &'static Cluster {
                 }
                 let _ = order.done.send(());
             }
+            // The cluster outlives its harness: clients may still be closing.
             loop {
                 std::thread::park();
             }
@@ -72,46 +73,62 @@ fn cluster() -> &'static Cluster {
             bootstrap: rx.recv().unwrap(),
             commands: Some(Mutex::new(orders_tx)),
         }
-    })
-}
+    }
 
-/// The mock cluster's bootstrap servers: the parent's (in a child of a crash test), or
-/// those of a three-broker mock cluster that lives as long as the test process.
-pub(crate) fn bootstrap() -> String {
-    cluster().bootstrap.clone()
-}
-
-/// Has the cluster's thread carry out `command`, when this process owns the cluster.
-fn order(command: Command) {
-    if let Some(commands) = &cluster().commands {
-        let (done, wait) = std::sync::mpsc::channel();
-        commands
-            .lock()
-            .unwrap()
-            .send(Order { command, done })
-            .unwrap();
-        wait.recv().unwrap();
+    /// Has the cluster's thread carry out `command`, when this process owns the cluster.
+    fn order(&self, command: Command) {
+        if let Some(commands) = &self.commands {
+            let (done, wait) = std::sync::mpsc::channel();
+            commands
+                .lock()
+                .unwrap()
+                .send(Order { command, done })
+                .unwrap();
+            wait.recv().unwrap();
+        }
     }
 }
 
-/// Creates `topic` (four partitions) in the mock cluster.
-fn create_topic(topic: &str) {
-    order(Command::CreateTopic(topic.to_owned()));
+/// The cluster the tests of this process share.
+fn shared() -> Arc<Cluster> {
+    static CLUSTER: OnceLock<Arc<Cluster>> = OnceLock::new();
+    Arc::clone(CLUSTER.get_or_init(|| Arc::new(Cluster::start())))
 }
 
 pub(crate) fn topic(prefix: &str) -> String {
     format!("annals-test.{prefix}")
 }
 
-/// The mock cluster.
-#[derive(Default)]
+/// A mock cluster: the one the tests of the process share, or one of a test's own (a test
+/// that takes the brokers down must not take them from the others).
 pub(crate) struct Kafka {
     seen: Mutex<HashMap<String, Vec<(String, Headers)>>>,
+    cluster: Arc<Cluster>,
 }
 
 impl Kafka {
     pub(crate) fn local() -> Self {
-        Self::default()
+        Self {
+            seen: Mutex::default(),
+            cluster: shared(),
+        }
+    }
+
+    pub(crate) fn own_cluster() -> Self {
+        Self {
+            seen: Mutex::default(),
+            cluster: Arc::new(Cluster::start()),
+        }
+    }
+
+    /// The cluster's bootstrap servers.
+    pub(crate) fn bootstrap(&self) -> String {
+        self.cluster.bootstrap.clone()
+    }
+
+    /// Creates `topic` (four partitions).
+    pub(crate) fn create_topic(&self, topic: &str) {
+        self.cluster.order(Command::CreateTopic(topic.to_owned()));
     }
 }
 
@@ -122,20 +139,20 @@ impl BrokerHarness for Kafka {
 
     async fn publisher(&self, prefix: &str) -> KafkaPublisher {
         // Each test uses its own prefix in a process; a mock cluster lives with its process.
-        create_topic(&topic(prefix));
+        self.create_topic(&topic(prefix));
         let p = self.publisher_again(prefix).await;
         annals_broker::Publisher::prepare(&p).await.unwrap();
         p
     }
 
     async fn publisher_again(&self, prefix: &str) -> KafkaPublisher {
-        KafkaPublisher::new(TopicSettings::new(bootstrap(), topic(prefix)).create_with(4, 1))
+        KafkaPublisher::new(TopicSettings::new(self.bootstrap(), topic(prefix)).create_with(4, 1))
             .unwrap()
     }
 
     async fn consumer(&self, prefix: &str, name: &str) -> KafkaConsumer {
         KafkaConsumer::open(
-            ConsumerSettings::new(bootstrap(), topic(prefix), name)
+            ConsumerSettings::new(self.bootstrap(), topic(prefix), name)
                 .partitions(4)
                 .set("session.timeout.ms", "6000")
                 .set("heartbeat.interval.ms", "500"),
@@ -145,19 +162,20 @@ impl BrokerHarness for Kafka {
     }
 
     async fn set_down(&self, down: bool) -> bool {
-        tokio::task::spawn_blocking(move || order(Command::Down(down)))
+        let cluster = Arc::clone(&self.cluster);
+        tokio::task::spawn_blocking(move || cluster.order(Command::Down(down)))
             .await
             .unwrap();
         true
     }
 
     fn child_env(&self) -> Vec<(String, String)> {
-        vec![(BOOTSTRAP_VAR.to_owned(), bootstrap())]
+        vec![(BOOTSTRAP_VAR.to_owned(), self.bootstrap())]
     }
 
     async fn stored(&self, prefix: &str) -> Vec<(String, Headers)> {
-        let topic = topic(prefix);
-        let all = tokio::task::spawn_blocking(move || read_topic(&topic))
+        let (topic, bootstrap) = (topic(prefix), self.bootstrap());
+        let all = tokio::task::spawn_blocking(move || read_topic(&bootstrap, &topic))
             .await
             .unwrap();
         let mut seen = self.seen.lock().unwrap();
@@ -168,9 +186,9 @@ impl BrokerHarness for Kafka {
 }
 
 /// Every record of `topic`, partition after partition, each in offset order.
-pub(crate) fn read_topic(topic: &str) -> Vec<(String, Headers)> {
+pub(crate) fn read_topic(bootstrap: &str, topic: &str) -> Vec<(String, Headers)> {
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
+        .set("bootstrap.servers", bootstrap)
         .set("group.id", "annals-test-reader")
         .set("enable.auto.commit", "false")
         .create()

@@ -7,12 +7,11 @@ use std::time::{Duration, Instant};
 use annals_broker::{
     Inbox, InboxConfig, InboxHandler, MemCheckpoints, MemDeadLetters, Relay, RelayConfig,
 };
-use annals_broker_conformance::{Recorder, fill, relay_through};
-use annals_core::{EventData, EventStore, ExpectedVersion, StreamId};
+use annals_broker_conformance::{Recorder, fill, park_a_poison_message};
 use annals_kafka::{ConsumerSettings, KafkaConsumer};
 use annals_store::MemStore;
 
-use crate::harness::{Kafka, bootstrap, read_topic, topic};
+use crate::harness::{Kafka, read_topic, topic};
 use annals_broker_conformance::BrokerHarness as _;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -23,50 +22,21 @@ async fn a_parked_message_goes_to_the_dead_letter_topic() {
     let dlq = format!("{}.dead", topic(prefix));
     h.publisher(&format!("{prefix}.dead")).await; // creates the dead-letter topic
     let consumer = KafkaConsumer::open(
-        ConsumerSettings::new(bootstrap(), topic(prefix), "dlq")
+        ConsumerSettings::new(h.bootstrap(), topic(prefix), "dlq")
             .partitions(4)
             .dead_letter_topic(&dlq),
     )
     .await
     .unwrap();
-    let store = MemStore::new();
-    fill(&store, "ok", 2, 10).await;
-    let head = store
-        .append(
-            &StreamId::new("bad-1").unwrap(),
-            ExpectedVersion::Any,
-            vec![EventData::json("Poison", &1).unwrap()],
-        )
-        .await
-        .unwrap()
-        .last_position;
-    relay_through(
-        &store,
-        publisher,
-        MemCheckpoints::new(),
-        RelayConfig::new(prefix, "test", prefix),
-        head,
-    )
-    .await;
-    let inbox = Inbox::start(
-        consumer,
-        Recorder::default(),
-        MemDeadLetters::new(),
-        InboxConfig::new(prefix).fetch_wait(Duration::from_millis(100)),
-    );
-    inbox
-        .wait_for_settled(11, Duration::from_secs(30))
-        .await
-        .unwrap();
-    assert_eq!(inbox.status().parked, 1);
-    let dead = tokio::task::spawn_blocking(move || read_topic(&dlq))
+    park_a_poison_message(publisher, consumer, prefix).await;
+    let bootstrap = h.bootstrap();
+    let dead = tokio::task::spawn_blocking(move || read_topic(&bootstrap, &dlq))
         .await
         .unwrap();
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert_eq!(dead[0].0, format!("{prefix}.bad.bad-1"));
     assert!(dead[0].1["annals-origin"].starts_with(&topic(prefix)));
     assert_eq!(dead[0].1[annals_broker::cloudevents::TYPE], "Poison");
-    inbox.shutdown().await;
 }
 
 /// A recorder that takes 2 ms per event.

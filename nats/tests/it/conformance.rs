@@ -56,3 +56,13 @@ async fn inbox_stopped_mid_fetch_hands_messages_back() {
     suite::inbox_stopped_mid_fetch_hands_messages_back(JetStream::local().await, MemStore::new())
         .await;
 }
+
+/// On a server of the test's own, killed and restarted mid-run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_and_inbox_ride_out_an_outage() {
+    let Some(h) = JetStream::own_server().await else {
+        eprintln!("skipped: nats-server is not installed");
+        return;
+    };
+    suite::relay_and_inbox_ride_out_an_outage(h, MemStore::new()).await;
+}

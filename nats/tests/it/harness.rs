@@ -25,16 +25,33 @@ pub(crate) fn stream_name(prefix: &str) -> String {
     )
 }
 
-/// JetStream on a server.
+/// JetStream on a server: the shared one, or one of the test's own that it can kill and
+/// restart.
 pub(crate) struct JetStream {
     pub(crate) client: async_nats::Client,
+    server: Option<std::sync::Mutex<crate::server::NatsServer>>,
 }
 
 impl JetStream {
     pub(crate) async fn local() -> Self {
         Self {
             client: client().await,
+            server: None,
         }
+    }
+
+    /// A server of its own (`None` when `nats-server` is not installed).
+    pub(crate) async fn own_server() -> Option<Self> {
+        let server = crate::server::NatsServer::start()?;
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connect(server.url())
+            .await
+            .unwrap();
+        Some(Self {
+            client,
+            server: Some(std::sync::Mutex::new(server)),
+        })
     }
 }
 
@@ -77,6 +94,19 @@ impl BrokerHarness for JetStream {
         )
         .await
         .unwrap()
+    }
+
+    async fn set_down(&self, down: bool) -> bool {
+        let Some(server) = &self.server else {
+            return false;
+        };
+        let mut server = server.lock().unwrap();
+        if down {
+            server.kill();
+        } else {
+            server.restart();
+        }
+        true
     }
 
     async fn stored(&self, prefix: &str) -> Vec<(String, Headers)> {
