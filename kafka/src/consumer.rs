@@ -382,3 +382,32 @@ impl Delivery for KafkaDelivery {
         self.shared.settle(self.partition, self.offset)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Partition;
+
+    #[test]
+    fn the_committable_offset_waits_for_the_lowest_unsettled_message() {
+        let mut p = Partition::default();
+        assert_eq!(p.committable(), 0, "nothing received");
+        for offset in 10..15 {
+            p.unsettled.insert(offset);
+            p.next = offset + 1;
+        }
+        assert_eq!(p.committable(), 10);
+        // Settled out of order (other subjects): 10 still holds the offset back.
+        p.unsettled.remove(&12);
+        p.unsettled.remove(&11);
+        assert_eq!(p.committable(), 10);
+        p.unsettled.remove(&10);
+        assert_eq!(p.committable(), 13);
+        p.unsettled.remove(&13);
+        p.unsettled.remove(&14);
+        assert_eq!(
+            p.committable(),
+            15,
+            "all settled: one past the last received"
+        );
+    }
+}
