@@ -237,7 +237,7 @@ impl KafkaConsumer {
             let mut t = lock(&self.shared.tracker);
             let p = t.partitions.entry(partition).or_default();
             p.unsettled.insert(offset);
-            p.next = p.next.max(offset + 1);
+            p.next = p.next.max(offset.saturating_add(1));
         }
         KafkaDelivery {
             subject: m
