@@ -48,6 +48,7 @@ pub fn assert_compatible(old: &Value, new: &Value, mode: Mode) {
 ///
 /// # Panics
 /// When they are compatible, or a schema cannot be read.
+// A test helper: panicking is how it reports.
 #[allow(clippy::panic)]
 #[track_caller]
 pub fn assert_incompatible(old: &Value, new: &Value, mode: Mode) -> Vec<Incompatibility> {
@@ -63,6 +64,7 @@ pub fn assert_incompatible(old: &Value, new: &Value, mode: Mode) -> Vec<Incompat
 ///
 /// # Panics
 /// With every problem found (and how to fix it), or the error.
+// A test helper: panicking is how it reports.
 #[allow(clippy::panic)]
 #[track_caller]
 pub fn assert_committed(dir: impl AsRef<Path>, schemas: &[EventSchema], mode: Mode) -> Report {

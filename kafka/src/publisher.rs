@@ -58,8 +58,16 @@ impl TopicSettings {
     }
 
     fn client_config(&self) -> ClientConfig {
+        self.client_config_with(&[])
+    }
+
+    /// The bootstrap servers, then `defaults`, then the caller's settings (which win).
+    fn client_config_with(&self, defaults: &[(&str, &str)]) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.bootstrap);
+        for (k, v) in defaults {
+            c.set(*k, *v);
+        }
         for (k, v) in &self.producer {
             c.set(k, v);
         }
@@ -139,16 +147,13 @@ impl KafkaPublisher {
     /// # Errors
     /// [`BrokerError::Config`] for settings librdkafka refuses.
     pub fn new(settings: TopicSettings) -> Result<Self, BrokerError> {
-        let mut config = settings.client_config();
-        config
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("max.in.flight.requests.per.connection", "5")
-            .set("linger.ms", "1")
-            .set("message.timeout.ms", "30000");
-        for (k, v) in &settings.producer {
-            config.set(k, v);
-        }
+        let config = settings.client_config_with(&[
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("max.in.flight.requests.per.connection", "5"),
+            ("linger.ms", "1"),
+            ("message.timeout.ms", "30000"),
+        ]);
         let producer = config
             .create()
             .map_err(|e| BrokerError::Config(format!("the Kafka producer: {e}")))?;
