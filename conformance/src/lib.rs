@@ -38,9 +38,9 @@ use std::future::Future;
 use std::time::Duration;
 
 use annals_core::{
-    CodecId, Direction, Error, EventData, EventId, EventStore, ExpectedVersion, Filter, Metadata,
-    Position, RecordedEvent, Snapshot, SnapshotStore, StreamId, Timestamp, Uuid, Version,
-    VersionRange,
+    AppendResult, CodecId, Direction, Error, EventData, EventId, EventStore, ExpectedVersion,
+    Filter, Metadata, Position, RecordedEvent, Snapshot, SnapshotStore, StreamAppend, StreamId,
+    Timestamp, Uuid, Version, VersionRange,
 };
 
 /// Opens stores for the suite.
@@ -80,6 +80,8 @@ macro_rules! conformance_tests {
                 partial_reappends_are_duplicates,
                 subscription_is_a_stream,
                 load_latest_is_the_snapshot_and_what_follows,
+                append_many_is_all_or_nothing,
+                append_many_races,
             );
         }
     };
@@ -1192,4 +1194,177 @@ pub async fn snapshots_replace_and_persist<H: Harness>(mut h: H) {
         Some(snap(5))
     );
     assert!(s.load_snapshot(&sid("snap-3")).await.unwrap().is_none());
+}
+
+fn part(stream: &str, expected: ExpectedVersion, events: Vec<EventData>) -> StreamAppend {
+    StreamAppend::new(sid(stream), expected, events)
+}
+
+/// `append_many`: one contiguous range of positions in the order of the parts; a failing part
+/// (a conflict, an empty part, an id used twice) stores nothing of any part; a stream may
+/// appear twice; a retried call is idempotent; it all survives a reopen.
+pub async fn append_many_is_all_or_nothing<H: Harness>(mut h: H) {
+    let s = h.fresh().await;
+    s.append(&sid("m-a"), ExpectedVersion::NoStream, events("A", 2))
+        .await
+        .unwrap();
+    let parts = vec![
+        part("m-a", ExpectedVersion::Exact(Version(2)), events("A", 2)),
+        part("m-b", ExpectedVersion::NoStream, events("B", 3)),
+        part("m-c", ExpectedVersion::Any, events("C", 1)),
+    ];
+    let results = s.append_many(parts.clone()).await.unwrap();
+    assert_eq!(results.len(), 3);
+    let spans: Vec<(u64, u64, u64, u64)> = results
+        .iter()
+        .map(|r| {
+            (
+                r.first_version.0,
+                r.last_version.0,
+                r.first_position.0,
+                r.last_position.0,
+            )
+        })
+        .collect();
+    assert_eq!(spans, [(3, 4, 3, 4), (1, 3, 5, 7), (1, 1, 8, 8)]);
+    assert_eq!(s.head_position(), Position(8));
+    // Retried: the original results, nothing stored twice.
+    assert_eq!(s.append_many(parts).await.unwrap(), results);
+    assert_eq!(s.head_position(), Position(8));
+
+    let untouched = |s: H::Store| async move {
+        assert_eq!(s.head_position(), Position(8), "nothing was stored");
+        assert_eq!(s.stream_head(&sid("m-a")).await.unwrap(), Some(Version(4)));
+        assert_eq!(s.stream_head(&sid("m-d")).await.unwrap(), None);
+        assert_eq!(all(&s).await.len(), 8);
+        s
+    };
+    // The last part conflicts: the first is not stored either.
+    let r = s
+        .append_many(vec![
+            part("m-d", ExpectedVersion::NoStream, events("D", 2)),
+            part("m-a", ExpectedVersion::Exact(Version(3)), events("A", 1)),
+        ])
+        .await;
+    match r {
+        Err(Error::Conflict { stream, actual, .. }) => {
+            assert_eq!((stream, actual), (sid("m-a"), Version(4)));
+        }
+        other => panic!("expected a conflict on m-a, got {other:?}"),
+    }
+    let s = untouched(s).await;
+    // An empty part.
+    let r = s
+        .append_many(vec![
+            part("m-d", ExpectedVersion::Any, events("D", 1)),
+            part("m-e", ExpectedVersion::Any, Vec::new()),
+        ])
+        .await;
+    assert!(matches!(r, Err(Error::InvalidEvent { .. })), "{r:?}");
+    let s = untouched(s).await;
+    // One id in two parts.
+    let twice = events("T", 1);
+    let mut other = events("U", 1);
+    other[0].id = twice[0].id;
+    let r = s
+        .append_many(vec![
+            part("m-d", ExpectedVersion::Any, twice),
+            part("m-e", ExpectedVersion::Any, other),
+        ])
+        .await;
+    assert!(matches!(r, Err(Error::DuplicateEventId { .. })), "{r:?}");
+    let s = untouched(s).await;
+    // No parts at all.
+    let r = s.append_many(Vec::new()).await;
+    assert!(matches!(r, Err(Error::InvalidEvent { .. })), "{r:?}");
+    // A stream twice: the second part expects what the first leaves; a wrong expectation
+    // there undoes the first part too.
+    let r = s
+        .append_many(vec![
+            part("m-d", ExpectedVersion::NoStream, events("D", 2)),
+            part("m-d", ExpectedVersion::Exact(Version(1)), events("D", 1)),
+        ])
+        .await;
+    assert!(matches!(r, Err(Error::Conflict { .. })), "{r:?}");
+    let s = untouched(s).await;
+    let results = s
+        .append_many(vec![
+            part("m-d", ExpectedVersion::NoStream, events("D", 2)),
+            part("m-d", ExpectedVersion::Exact(Version(2)), events("D", 1)),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        (results[1].first_version, results[1].last_position),
+        (Version(3), Position(11))
+    );
+    let s = h.reopen(s).await;
+    let log = all(&s).await;
+    check_contiguous(&log);
+    assert_eq!(log.len(), 11);
+    assert_eq!(s.stream_head(&sid("m-d")).await.unwrap(), Some(Version(3)));
+}
+
+/// 8 tasks race `append_many`s over two shared streams (each with a third stream of its own),
+/// against plain appends to one of them: per round exactly one multi-append wins, and a loser
+/// stores nothing, not even on its own stream.
+pub async fn append_many_races<H: Harness>(mut h: H) {
+    let s = h.fresh().await;
+    let rounds = 30u64;
+    for round in 0..rounds {
+        let mut tasks = Vec::new();
+        for t in 0..8u64 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                let own = format!("race-own-{t}-{round}");
+                s.append_many(vec![
+                    part(
+                        "race-x",
+                        ExpectedVersion::Exact(Version(round)),
+                        events("X", 1),
+                    ),
+                    part(&own, ExpectedVersion::NoStream, events("O", 2)),
+                    part(
+                        "race-y",
+                        ExpectedVersion::Exact(Version(round * 2)),
+                        events("Y", 2),
+                    ),
+                ])
+                .await
+                .map(|r| (t, r))
+            }));
+        }
+        // A plain append that expects what no multi-append leaves: it never wins.
+        let plain = {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.append(
+                    &sid("race-y"),
+                    ExpectedVersion::Exact(Version(round * 2 + 1)),
+                    events("P", 1),
+                )
+                .await
+            })
+        };
+        let mut winners: Vec<(u64, Vec<AppendResult>)> = Vec::new();
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(w) => winners.push(w),
+                Err(Error::Conflict { .. }) => {}
+                Err(e) => panic!("unexpected error {e}"),
+            }
+        }
+        assert!(matches!(plain.await.unwrap(), Err(Error::Conflict { .. })));
+        assert_eq!(winners.len(), 1, "round {round}");
+        let (winner, results) = &winners[0];
+        assert_eq!(results[0].last_position.next(), results[1].first_position);
+        assert_eq!(results[1].last_position.next(), results[2].first_position);
+        for t in 0..8u64 {
+            let own = sid(&format!("race-own-{t}-{round}"));
+            let head = s.stream_head(&own).await.unwrap();
+            assert_eq!(head.is_some(), t == *winner, "round {round}, task {t}");
+        }
+    }
+    assert_eq!(s.head_position(), Position(rounds * 5));
+    check_contiguous(&all(&s).await);
 }

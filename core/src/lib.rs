@@ -38,7 +38,7 @@ pub use expected::ExpectedVersion;
 pub use ids::{EventId, MAX_STREAM_ID_LEN, Position, StreamId, Version};
 pub use metadata::Metadata;
 pub use snapshot::{Latest, Snapshot, SnapshotStore};
-pub use store::{AppendMarks, AppendResult, Direction, EventStore, VersionRange};
+pub use store::{AppendMarks, AppendResult, Direction, EventStore, StreamAppend, VersionRange};
 pub use subscription::{Filter, Subscription};
 
 /// Re-exported so that implementors and users name the same UUID type.

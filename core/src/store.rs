@@ -101,6 +101,47 @@ impl AppendResult {
     }
 }
 
+/// One stream's part of an [`EventStore::append_many`]: the events to append to `stream` if it
+/// satisfies `expected`.
+///
+/// ```
+/// use annals_core::{EventData, ExpectedVersion, StreamAppend, StreamId};
+/// let part = StreamAppend::new(
+///     StreamId::new("order-7")?,
+///     ExpectedVersion::NoStream,
+///     vec![EventData::encode("Placed", &7u32)?],
+/// );
+/// assert_eq!(part.events.len(), 1);
+/// # Ok::<(), annals_core::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct StreamAppend {
+    /// The stream appended to.
+    pub stream: StreamId,
+    /// What the stream must be at for this part (and so the whole call) to go ahead.
+    pub expected: ExpectedVersion,
+    /// The events, in order; at least one.
+    pub events: Vec<EventData>,
+}
+
+impl StreamAppend {
+    /// `events` for `stream`, if it satisfies `expected`.
+    pub fn new(stream: StreamId, expected: ExpectedVersion, events: Vec<EventData>) -> Self {
+        Self {
+            stream,
+            expected,
+            events,
+        }
+    }
+}
+
+impl From<(StreamId, ExpectedVersion, Vec<EventData>)> for StreamAppend {
+    fn from((stream, expected, events): (StreamId, ExpectedVersion, Vec<EventData>)) -> Self {
+        Self::new(stream, expected, events)
+    }
+}
+
 /// Where a stored event sits in the append that stored it. Stores keep these two bits per
 /// event so that an idempotent re-append can be told from a re-append of part of one: only
 /// a whole original append returns the original result.
@@ -148,7 +189,8 @@ impl AppendMarks {
 /// Implementations (the sled store, the in-memory store, server backends) must pass the
 /// conformance suite in `annals-conformance`. The contract in short:
 ///
-/// * **Atomic append**: the events of one `append` are all stored or none are.
+/// * **Atomic append**: the events of one `append` are all stored or none are; the parts of
+///   one `append_many` too, across streams.
 /// * **No holes**: positions are contiguous from 1, assigned in commit order; a reader never
 ///   sees position `n + 1` before `n`.
 /// * **Durable acknowledgement** (in the default mode): `append` returns only after its
@@ -173,6 +215,25 @@ pub trait EventStore: Clone + Send + Sync + 'static {
         expected: ExpectedVersion,
         events: Vec<EventData>,
     ) -> impl Future<Output = Result<AppendResult>> + Send;
+
+    /// Appends to several streams at once, all or nothing: every part's `expected` is checked
+    /// and, if one fails (a conflict, a malformed part, a duplicate id), nothing is stored and
+    /// that part's error is returned. The events stored take one contiguous range of global
+    /// positions, in the order of the parts. Returns one result per part, in order.
+    ///
+    /// Parts are decided in order, as if appended one after the other in one instant: a
+    /// stream may appear in two parts, the later one expecting the version the earlier one
+    /// leaves. A part whose events are an earlier append's, whole and identical, is an
+    /// idempotent re-append like [`EventStore::append`]'s: it returns the original result
+    /// and stores nothing again (so a retried `append_many` that had landed stores nothing).
+    ///
+    /// # Errors
+    /// As [`EventStore::append`], for the first part that fails;
+    /// [`Error::InvalidEvent`](crate::Error::InvalidEvent) for an empty list of parts.
+    fn append_many(
+        &self,
+        appends: Vec<StreamAppend>,
+    ) -> impl Future<Output = Result<Vec<AppendResult>>> + Send;
 
     /// Reads at most `limit` events of `stream` whose versions lie in `range`, oldest or newest
     /// first. A stream that does not exist reads as empty.

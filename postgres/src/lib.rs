@@ -40,8 +40,8 @@ use std::time::Duration;
 
 use annals_core::{
     AppendResult, CodecId, Direction, Error, EventData, EventId, EventStore, ExpectedVersion,
-    Latest, Position, RecordedEvent, Result, Snapshot, SnapshotStore, StreamId, Timestamp, Version,
-    VersionRange,
+    Latest, Position, RecordedEvent, Result, Snapshot, SnapshotStore, StreamAppend, StreamId,
+    Timestamp, Version, VersionRange,
 };
 use tokio::sync::{Mutex, oneshot, watch};
 use tokio_postgres::{Client, NoTls, Statement};
@@ -374,6 +374,31 @@ async fn listen(config: PgConfig, head: watch::Sender<Position>) {
     }
 }
 
+impl PgStore {
+    /// Queues the parts of one append for the writer and waits for their results.
+    async fn write(&self, parts: Vec<StreamAppend>) -> Result<Vec<AppendResult>> {
+        let span = tracing::debug_span!(
+            "append",
+            streams = parts.len(),
+            events = parts.iter().map(|p| p.events.len()).sum::<usize>()
+        );
+        let (reply, rx) = oneshot::channel();
+        let req = Request { parts, reply };
+        tracing::Instrument::instrument(
+            async move {
+                self.inner
+                    .tx
+                    .send_async(req)
+                    .await
+                    .map_err(|_| Error::Closed)?;
+                rx.await.map_err(|_| Error::Closed)?
+            },
+            span,
+        )
+        .await
+    }
+}
+
 fn limit(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -385,19 +410,19 @@ impl EventStore for PgStore {
         expected: ExpectedVersion,
         events: Vec<EventData>,
     ) -> Result<AppendResult> {
-        let (reply, rx) = oneshot::channel();
-        let req = Request {
-            stream: stream.clone(),
-            expected,
-            events,
-            reply,
-        };
-        self.inner
-            .tx
-            .send_async(req)
-            .await
-            .map_err(|_| Error::Closed)?;
-        rx.await.map_err(|_| Error::Closed)?
+        let parts = vec![StreamAppend::new(stream.clone(), expected, events)];
+        let results = self.write(parts).await?;
+        // One part, one result.
+        results.into_iter().next().ok_or(Error::Closed)
+    }
+
+    async fn append_many(&self, appends: Vec<StreamAppend>) -> Result<Vec<AppendResult>> {
+        if appends.is_empty() {
+            return Err(Error::InvalidEvent {
+                reason: "append_many needs at least one append".into(),
+            });
+        }
+        self.write(appends).await
     }
 
     async fn read_stream(

@@ -28,8 +28,8 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use annals_core::{
-    AppendMarks, AppendResult, Error, EventData, EventId, ExpectedVersion, Position, RecordedEvent,
-    Result, StreamId, Timestamp, Version,
+    AppendMarks, AppendResult, Error, EventData, EventId, Position, RecordedEvent, Result,
+    StreamAppend, StreamId, Timestamp, Version,
 };
 use futures_util::future::{join, join4, join5};
 use tokio::sync::{oneshot, watch};
@@ -39,12 +39,17 @@ use tokio_postgres::{Client, Statement};
 use crate::PgConfig;
 use crate::rows::{COLUMNS, col, count_col, mark_column, marks_of, pg, to_event};
 
-/// One queued append.
+/// One queued append: one stream's (`append`) or several streams' at once (`append_many`).
 pub(crate) struct Request {
-    pub(crate) stream: StreamId,
-    pub(crate) expected: ExpectedVersion,
-    pub(crate) events: Vec<EventData>,
-    pub(crate) reply: oneshot::Sender<Result<AppendResult>>,
+    pub(crate) parts: Vec<StreamAppend>,
+    /// A result per part.
+    pub(crate) reply: oneshot::Sender<Result<Vec<AppendResult>>>,
+}
+
+impl Request {
+    fn streams(&self) -> impl Iterator<Item = &StreamId> {
+        self.parts.iter().map(|p| &p.stream)
+    }
 }
 
 /// The most appends in one transaction.
@@ -239,8 +244,8 @@ async fn collect(
     group
 }
 
-/// Each append's result and the head after the group.
-type Outcome = (Vec<Result<AppendResult>>, Position);
+/// Each request's results and the head after the group.
+type Outcome = (Vec<Result<Vec<AppendResult>>>, Position);
 
 /// Commits one group: the fast path when the writer's memory allows, else the slow path.
 async fn commit(conn: &Conn, memory: &mut Memory, group: &[Request]) -> Result<Outcome> {
@@ -259,8 +264,9 @@ async fn fast(conn: &Conn, memory: &mut Memory, group: &[Request]) -> Result<Opt
     let c = &conn.client;
     let mut missing: Vec<&str> = group
         .iter()
-        .filter(|r| !memory.streams.contains_key(&r.stream))
-        .map(|r| r.stream.as_str())
+        .flat_map(Request::streams)
+        .filter(|s| !memory.streams.contains_key(*s))
+        .map(StreamId::as_str)
         .collect();
     missing.sort_unstable();
     missing.dedup();
@@ -276,7 +282,8 @@ async fn fast(conn: &Conn, memory: &mut Memory, group: &[Request]) -> Result<Opt
     }
     let mut heads: HashMap<StreamId, Version> = group
         .iter()
-        .filter_map(|r| Some((r.stream.clone(), *memory.streams.get(&r.stream)?)))
+        .flat_map(Request::streams)
+        .filter_map(|s| Some((s.clone(), *memory.streams.get(s)?)))
         .collect();
     let ts = Timestamp::now().0.max(head_ts);
     let mut decided = Decided::new(head + 1);
@@ -333,9 +340,14 @@ async fn slow(conn: &Conn, memory: &mut Memory, group: &[Request]) -> Result<Out
     let c = &conn.client;
     let ids: Vec<uuid::Uuid> = group
         .iter()
-        .flat_map(|r| r.events.iter().map(|e| *e.id.as_uuid()))
+        .flat_map(|r| &r.parts)
+        .flat_map(|p| p.events.iter().map(|e| *e.id.as_uuid()))
         .collect();
-    let names: Vec<&str> = group.iter().map(|r| r.stream.as_str()).collect();
+    let names: Vec<&str> = group
+        .iter()
+        .flat_map(Request::streams)
+        .map(StreamId::as_str)
+        .collect();
     // Round trip 1. Statements run in order on the server, so the reads see the state under
     // the lock.
     let (begin, lock, head, stored_rows, stream_rows) = join5(
@@ -358,8 +370,8 @@ async fn slow(conn: &Conn, memory: &mut Memory, group: &[Request]) -> Result<Out
         stored.insert(e.id, (e, marks));
     }
     let mut heads = stream_versions(&stream_rows.map_err(pg)?)?;
-    for r in group {
-        heads.entry(r.stream.clone()).or_insert(Version::NONE);
+    for stream in group.iter().flat_map(Request::streams) {
+        heads.entry(stream.clone()).or_insert(Version::NONE);
     }
     let mut decided = Decided::new(old_head + 1);
     let results = decided.run(group, stored, &mut heads, ts);
@@ -423,11 +435,47 @@ impl Decided {
         mut stored: Stored,
         heads: &mut HashMap<StreamId, Version>,
         ts: i64,
-    ) -> Vec<Result<AppendResult>> {
+    ) -> Vec<Result<Vec<AppendResult>>> {
         group
             .iter()
-            .map(|r| prepare(r, &mut stored, heads, self, ts))
+            .map(|r| self.prepare_all(r, &mut stored, heads, ts))
             .collect()
+    }
+
+    /// Decides the parts of one request all or nothing: when a part fails, what the parts
+    /// before it took is given back.
+    fn prepare_all(
+        &mut self,
+        r: &Request,
+        stored: &mut Stored,
+        heads: &mut HashMap<StreamId, Version>,
+        ts: i64,
+    ) -> Result<Vec<AppendResult>> {
+        let (pending, next) = (self.pending.len(), self.next);
+        let mut before: Vec<(&StreamId, Option<Version>)> = Vec::new();
+        let mut results = Vec::with_capacity(r.parts.len());
+        for part in &r.parts {
+            before.push((&part.stream, heads.get(&part.stream).copied()));
+            match prepare(part, stored, heads, self, ts) {
+                Ok(result) => results.push(result),
+                Err(e) => {
+                    for event in self.pending.drain(pending..) {
+                        stored.remove(&event.id);
+                    }
+                    self.marks.truncate(pending);
+                    self.next = next;
+                    // Newest first, so a stream in two parts gets its first value back.
+                    for (stream, version) in before.into_iter().rev() {
+                        match version {
+                            Some(v) => heads.insert(stream.clone(), v),
+                            None => heads.remove(stream),
+                        };
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(results)
     }
 }
 
@@ -533,7 +581,7 @@ impl<'a> Writes<'a> {
 /// Checks one append against what is stored (and what this group already took), and queues
 /// its events.
 fn prepare(
-    r: &Request,
+    r: &StreamAppend,
     stored: &mut Stored,
     heads: &mut HashMap<StreamId, Version>,
     decided: &mut Decided,

@@ -62,7 +62,7 @@ use std::path::{Path, PathBuf};
 
 use annals_core::{
     AppendResult, Direction, EventData, EventId, EventStore, ExpectedVersion, Position,
-    RecordedEvent, Result, Snapshot, SnapshotStore, StreamId, Version, VersionRange,
+    RecordedEvent, Result, Snapshot, SnapshotStore, StreamAppend, StreamId, Version, VersionRange,
 };
 use tokio::sync::watch;
 
@@ -155,6 +155,10 @@ macro_rules! delegate_store {
                 events: Vec<EventData>,
             ) -> Result<AppendResult> {
                 self.engine.append(stream, expected, events).await
+            }
+
+            async fn append_many(&self, appends: Vec<StreamAppend>) -> Result<Vec<AppendResult>> {
+                self.engine.append_many(appends).await
             }
 
             async fn read_stream(

@@ -16,7 +16,7 @@ use std::thread::JoinHandle;
 
 use annals_core::{
     AppendResult, Direction, Error, EventData, EventId, ExpectedVersion, Position, RecordedEvent,
-    Result, StreamId, Timestamp, Version, VersionRange,
+    Result, StreamAppend, StreamId, Timestamp, Version, VersionRange,
 };
 use tokio::sync::{oneshot, watch};
 use tracing::Instrument;
@@ -36,11 +36,17 @@ const HEAD_CACHE_LIMIT: usize = 1 << 16;
 /// (about 6 MiB).
 const ID_CACHE_LIMIT: usize = 1 << 17;
 
+/// A queued append: one stream's (`append`) or several streams' at once (`append_many`).
 struct AppendRequest {
-    stream: StreamId,
-    expected: ExpectedVersion,
-    events: Vec<EventData>,
-    reply: oneshot::Sender<Result<AppendResult>>,
+    parts: Vec<StreamAppend>,
+    /// A result per part.
+    reply: oneshot::Sender<Result<Vec<AppendResult>>>,
+}
+
+impl AppendRequest {
+    fn events(&self) -> usize {
+        self.parts.iter().map(|p| p.events.len()).sum()
+    }
 }
 
 /// A key and value to write outside the log, and who to tell.
@@ -247,15 +253,36 @@ impl<B: Backend> Engine<B> {
         let span = tracing::debug_span!("append", stream = %stream, events = events.len());
         async move {
             self.check_poisoned()?;
-            self.request(|reply| {
-                Msg::Append(AppendRequest {
-                    stream: stream.clone(),
-                    expected,
-                    events,
-                    reply,
+            let results = self
+                .request(|reply| {
+                    Msg::Append(AppendRequest {
+                        parts: vec![StreamAppend::new(stream.clone(), expected, events)],
+                        reply,
+                    })
                 })
-            })
-            .await
+                .await?;
+            // One part, one result.
+            results.into_iter().next().ok_or(Error::Closed)
+        }
+        .instrument(span)
+        .await
+    }
+
+    pub(crate) async fn append_many(&self, parts: Vec<StreamAppend>) -> Result<Vec<AppendResult>> {
+        let span = tracing::debug_span!(
+            "append_many",
+            streams = parts.len(),
+            events = parts.iter().map(|p| p.events.len()).sum::<usize>()
+        );
+        async move {
+            self.check_poisoned()?;
+            if parts.is_empty() {
+                return Err(Error::InvalidEvent {
+                    reason: "append_many needs at least one append".into(),
+                });
+            }
+            self.request(|reply| Msg::Append(AppendRequest { parts, reply }))
+                .await
         }
         .instrument(span)
         .await

@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 
 use annals_core::{
     AppendResult, Error, EventData, EventId, ExpectedVersion, Position, RecordedEvent, Result,
-    StreamId, Timestamp, Version,
+    StreamAppend, StreamId, Timestamp, Version,
 };
 
 use super::{AppendRequest, CONTINUE, HEAD_CACHE_LIMIT, ID_CACHE_LIMIT, Msg, Put, Shared};
@@ -51,8 +51,8 @@ fn index_ids(records: &[RecordedEvent], batch: &mut Vec<(Vec<u8>, Vec<u8>)>) {
     }
 }
 
-/// Who waits for an append's result.
-type AppendReply = oneshot::Sender<Result<AppendResult>>;
+/// Who waits for an append's results.
+type AppendReply = oneshot::Sender<Result<Vec<AppendResult>>>;
 /// Who waits for a put (a key outside the log) to be written.
 type PutReply = oneshot::Sender<Result<()>>;
 
@@ -60,7 +60,7 @@ type PutReply = oneshot::Sender<Result<()>>;
 /// its puts.
 type Prepared = (
     Group,
-    Vec<(AppendReply, Result<AppendResult>)>,
+    Vec<(AppendReply, Result<Vec<AppendResult>>)>,
     Vec<PutReply>,
 );
 
@@ -148,7 +148,7 @@ impl<B: Backend> Writer<B> {
             while let Some(m) = next.take() {
                 match m {
                     Msg::Append(r) => {
-                        events += r.events.len();
+                        events += r.events();
                         appends.push(r);
                     }
                     Msg::Flush(r) => flushes.push(r),
@@ -280,7 +280,7 @@ impl<B: Backend> Writer<B> {
         };
         let mut replies = Vec::with_capacity(requests.len());
         for r in requests {
-            let result = self.prepare(&r.stream, r.expected, r.events, &mut group);
+            let result = self.prepare_all(r.parts, &mut group);
             replies.push((r.reply, result));
         }
         self.index_group(&mut group);
@@ -536,6 +536,42 @@ impl<B: Backend> Writer<B> {
             id: events[i0].id,
             position: p0,
         })
+    }
+
+    /// Decides the parts of one request (one `append`, or one `append_many`) all or nothing:
+    /// when a part fails, what the parts before it added to the group is taken out again.
+    fn prepare_all(
+        &mut self,
+        parts: Vec<StreamAppend>,
+        group: &mut Group,
+    ) -> Result<Vec<AppendResult>> {
+        let records = group.records.len();
+        let marks = group.marks.len();
+        let next_position = group.next_position;
+        let mut heads: Vec<(StreamId, Option<Version>)> = Vec::new();
+        let mut results = Vec::with_capacity(parts.len());
+        for part in parts {
+            heads.push((part.stream.clone(), group.heads.get(&part.stream).copied()));
+            match self.prepare(&part.stream, part.expected, part.events, group) {
+                Ok(r) => results.push(r),
+                Err(e) => {
+                    for r in group.records.drain(records..) {
+                        group.ids.remove(&r.id);
+                    }
+                    group.marks.truncate(marks);
+                    group.next_position = next_position;
+                    // Restored newest first, so a stream in two parts gets its first value.
+                    for (stream, before) in heads.into_iter().rev() {
+                        match before {
+                            Some(v) => group.heads.insert(stream, v),
+                            None => group.heads.remove(&stream),
+                        };
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(results)
     }
 
     fn prepare(
