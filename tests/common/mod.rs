@@ -13,7 +13,7 @@ use std::collections::HashMap;
 pub mod child;
 pub mod projections;
 
-use annals::Error;
+use annals::{Error, StreamAppend};
 use annals::prelude::*;
 use annals::store::MemDisk;
 use proptest::prelude::*;
@@ -23,6 +23,9 @@ use proptest::prelude::*;
 pub enum Op {
     /// Append `n` fresh events to stream `stream` with an expectation relative to the model.
     Append { stream: u8, expect: Expect, n: u8 },
+    /// Append to several streams at once (`append_many`): each part `(stream, expect, n)`
+    /// relative to the model's head as left by the parts before it.
+    AppendMany { parts: Vec<(u8, Expect, u8)> },
     /// Re-send an earlier append (by index modulo the number made so far) with `Any`.
     Retry { which: usize },
     /// Read a stream's versions `start..=end` in a direction with a limit.
@@ -54,6 +57,8 @@ pub enum Expect {
 pub fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => (0u8..4, expect(), 1u8..5).prop_map(|(stream, expect, n)| Op::Append { stream, expect, n }),
+        2 => proptest::collection::vec((0u8..4, expect(), 1u8..4), 1..4)
+            .prop_map(|parts| Op::AppendMany { parts }),
         1 => any::<usize>().prop_map(|which| Op::Retry { which }),
         2 => (0u8..4, 0u8..12, 0u8..12, any::<bool>(), 0u8..8)
             .prop_map(|(stream, start, end, backward, limit)| Op::ReadStream { stream, start, end, backward, limit }),
@@ -61,6 +66,19 @@ pub fn op() -> impl Strategy<Value = Op> {
         1 => (0u8..40).prop_map(|from| Op::Subscribe { from }),
         1 => Just(Op::Restart),
     ]
+}
+
+impl Expect {
+    fn at(self, head: u64) -> ExpectedVersion {
+        match self {
+            Expect::Any => ExpectedVersion::Any,
+            Expect::NoStream => ExpectedVersion::NoStream,
+            Expect::StreamExists => ExpectedVersion::StreamExists,
+            Expect::Exact(d) => {
+                ExpectedVersion::Exact(Version(head.saturating_add_signed(i64::from(d))))
+            }
+        }
+    }
 }
 
 fn expect() -> impl Strategy<Value = Expect> {
@@ -152,14 +170,7 @@ pub async fn run(mut subject: Subject, ops: &[Op]) {
             Op::Append { stream, expect, n } => {
                 let s = &streams[*stream as usize];
                 let head = heads.get(s).copied().unwrap_or(0);
-                let expected = match expect {
-                    Expect::Any => ExpectedVersion::Any,
-                    Expect::NoStream => ExpectedVersion::NoStream,
-                    Expect::StreamExists => ExpectedVersion::StreamExists,
-                    Expect::Exact(d) => {
-                        ExpectedVersion::Exact(Version(head.saturating_add_signed(i64::from(*d))))
-                    }
-                };
+                let expected = expect.at(head);
                 let events: Vec<EventData> = (0..*n)
                     .map(|i| {
                         EventData::json(format!("T{}", i % 2), &format!("{step}-{i}")).unwrap()
@@ -189,6 +200,56 @@ pub async fn run(mut subject: Subject, ops: &[Op]) {
                             assert_eq!(actual, Version(head), "step {step}")
                         }
                         other => panic!("step {step}: {op:?} should conflict, got {other:?}"),
+                    }
+                }
+            }
+            Op::AppendMany { parts } => {
+                // The model decides the parts in order on a copy of the heads.
+                let mut after = heads.clone();
+                let mut failed = None;
+                let mut decided = Vec::new();
+                for (i, (stream, expect, n)) in parts.iter().enumerate() {
+                    let s = &streams[*stream as usize];
+                    let head = after.get(s).copied().unwrap_or(0);
+                    let expected = expect.at(head);
+                    let events: Vec<EventData> = (0..*n)
+                        .map(|j| EventData::json("M", &format!("{step}-{i}-{j}")).unwrap())
+                        .collect();
+                    if failed.is_none() && !expected.accepts(Version(head)) {
+                        failed = Some((s.clone(), head));
+                    }
+                    after.insert(s.clone(), head + u64::from(*n));
+                    decided.push((
+                        s.clone(),
+                        head,
+                        StreamAppend::new(s.clone(), expected, events),
+                    ));
+                }
+                let request = decided.iter().map(|(_, _, p)| p.clone()).collect();
+                let got = with_store!(&subject, st => st.append_many(request).await);
+                match failed {
+                    Some((s, head)) => match got {
+                        Err(Error::Conflict { stream, actual, .. }) => {
+                            assert_eq!((stream, actual), (s, Version(head)), "step {step}")
+                        }
+                        other => panic!("step {step}: {op:?} should conflict, got {other:?}"),
+                    },
+                    None => {
+                        let results =
+                            got.unwrap_or_else(|e| panic!("step {step}: {op:?} failed: {e}"));
+                        for ((s, head, p), r) in decided.into_iter().zip(results) {
+                            assert_eq!(r.first_position, Position(log.len() as u64 + 1));
+                            assert_eq!(r.first_version, Version(head + 1), "step {step}");
+                            for (i, d) in p.events.iter().enumerate() {
+                                log.push(ModelEvent {
+                                    stream: s.clone(),
+                                    version: Version(head + 1 + i as u64),
+                                    data: d.clone(),
+                                });
+                            }
+                            appends.push((s, p.events, r));
+                        }
+                        heads = after;
                     }
                 }
             }
