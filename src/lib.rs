@@ -101,6 +101,7 @@ pub use annals_core::*;
 pub use annals_derive::{Command, DomainEvent};
 
 mod event_projector;
+pub mod process;
 mod repository;
 pub mod testing;
 mod upcast;

@@ -119,6 +119,14 @@ pub struct HistoryEntry<E> {
     pub event: E,
 }
 
+/// The store error of an aggregate that rejects nothing.
+pub(crate) fn store_error(e: RepositoryError<std::convert::Infallible>) -> Error {
+    match e {
+        RepositoryError::Store(e) => e,
+        RepositoryError::Domain(never) => match never {},
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -262,7 +270,7 @@ where
         lock(&self.cache).get(stream).cloned()
     }
 
-    fn remember(&self, stream: &StreamId, state: &A, version: Version) {
+    pub(crate) fn remember(&self, stream: &StreamId, state: &A, version: Version) {
         if self.cache_capacity == 0 {
             return;
         }
@@ -281,7 +289,7 @@ where
         }
     }
 
-    fn forget(&self, stream: &StreamId) {
+    pub(crate) fn forget(&self, stream: &StreamId) {
         lock(&self.cache).pop(stream);
     }
 
@@ -669,6 +677,69 @@ where
                 }
             }
         }
+    }
+
+    /// Decides `command` on aggregate `id` into `work` without appending: the events it
+    /// causes (with ids derived from the work's command id, and its metadata) are appended
+    /// when the work lands, atomically with everything else in it (see
+    /// [`crate::process::Dispatch`]). A second command on the same aggregate in one work is
+    /// decided on the state the first one left. A command id already executed on the
+    /// aggregate decides nothing and returns its first events.
+    ///
+    /// # Errors
+    /// [`RepositoryError::Domain`] when the aggregate rejects the command (nothing is added);
+    /// store errors.
+    pub async fn decide_into(
+        &self,
+        work: &mut crate::process::Work,
+        id: &str,
+        command: &A::Command,
+    ) -> Res<Vec<A::Event>, A> {
+        let stream = self.stream_id(id)?;
+        let cid = work.command_id();
+        let (mut state, version) = match work.state::<A>(&stream) {
+            Some(decided) => decided,
+            None => {
+                if let Some(done) = self.already_executed(&stream, cid).await? {
+                    return Ok(done.events);
+                }
+                self.load_stream(&stream).await?
+            }
+        };
+        let events = state
+            .handle(command, &self.services)
+            .map_err(RepositoryError::Domain)?;
+        if events.is_empty() {
+            return Ok(events);
+        }
+        let metadata = work.metadata().clone();
+        let mut data = Vec::with_capacity(events.len());
+        for (i, e) in events.iter().enumerate() {
+            data.push(
+                e.to_event_data()?
+                    .with_metadata(metadata.clone())
+                    .with_id(event_id_for(cid, i)),
+            );
+        }
+        for e in &events {
+            state.apply(e);
+        }
+        let after = Version(version.0 + events.len() as u64);
+        let part = annals_core::StreamAppend::new(
+            stream.clone(),
+            ExpectedVersion::Exact(version),
+            data,
+        );
+        let repo = self.clone();
+        let landed_state = state.clone();
+        work.add(part, state, move |stored| {
+            if stored {
+                repo.remember(&stream, &landed_state, after);
+            } else {
+                repo.forget(&stream);
+            }
+        });
+        Ok(events)
     }
 
     /// `state` (at `version`) with the stream's later events folded in, remembered.
