@@ -725,11 +725,8 @@ where
             state.apply(e);
         }
         let after = Version(version.0 + events.len() as u64);
-        let part = annals_core::StreamAppend::new(
-            stream.clone(),
-            ExpectedVersion::Exact(version),
-            data,
-        );
+        let part =
+            annals_core::StreamAppend::new(stream.clone(), ExpectedVersion::Exact(version), data);
         let repo = self.clone();
         let landed_state = state.clone();
         work.add(part, state, move |stored| {

@@ -165,9 +165,8 @@ mod tests {
         assert_eq!(t.next_due(), Some(Timestamp(30)));
         t.fired(&key("b"), Timestamp(20), false);
         assert_eq!((t.len(), t.firing()), (1, 0));
-        let (c, back) = Checkpoint::from_snapshot(Some(
-            Checkpoint::of(Position(7), &t).to_snapshot().unwrap(),
-        ));
+        let (c, back) =
+            Checkpoint::from_snapshot(Some(Checkpoint::of(Position(7), &t).to_snapshot().unwrap()));
         assert_eq!((c.position, back.len()), (7, 1));
         assert_eq!(back.next_due(), Some(Timestamp(30)));
     }

@@ -45,7 +45,9 @@ pub use work::{Dispatch, DispatchError, Work};
 ///
 /// `react` is pure like an aggregate's `handle`: it looks at the state and the trigger and
 /// returns a [`Decision`]; the runner records it and carries it out.
-pub trait Process: Default + Clone + Debug + Serialize + DeserializeOwned + Send + Sync + 'static {
+pub trait Process:
+    Default + Clone + Debug + Serialize + DeserializeOwned + Send + Sync + 'static
+{
     /// The process type: the prefix of its streams (`<TYPE>-<key>`).
     const TYPE: &'static str;
     /// The process's own events (its state changes).

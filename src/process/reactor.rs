@@ -62,9 +62,7 @@ where
             lead,
             trigger,
             Some(*event.id.as_uuid()),
-            |state, version| {
-                (version > Version::NONE || starts) && !state.has_received(event.id)
-            },
+            |state, version| (version > Version::NONE || starts) && !state.has_received(event.id),
         )
         .await
     }
@@ -195,8 +193,7 @@ where
         ));
         appends.extend(parts);
         let span = tracing::debug_span!("process_reaction", %stream, records = records.len());
-        let stored =
-            tracing::Instrument::instrument(self.store.append_many(appends), span).await;
+        let stored = tracing::Instrument::instrument(self.store.append_many(appends), span).await;
         match stored {
             Ok(results) => {
                 for l in landed {

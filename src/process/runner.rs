@@ -8,8 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use annals_core::{
-    DomainEvent, Error, EventStore, Position, RecordedEvent, SnapshotStore, Subscription,
-    Timestamp,
+    DomainEvent, Error, EventStore, Position, RecordedEvent, SnapshotStore, Subscription, Timestamp,
 };
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -200,9 +199,11 @@ where
             max_rounds: self.config.max_rounds,
         });
         let (stop_tx, stop_rx) = watch::channel(false);
+        // What `idle` sees before the loop first runs: the deadlines are known already.
         let (status_tx, status_rx) = watch::channel(ProcessStatus {
             handled,
             deadlines: table.len(),
+            next_due: table.next_due(),
             ..ProcessStatus::default()
         });
         let (done_tx, done_rx) = mpsc::unbounded_channel();
@@ -595,7 +596,9 @@ where
         }
         match ProcessRecord::<P>::decode_payload(t, event.codec, &event.payload) {
             Ok(ProcessRecord::DeadlineSet { name, due }) => self.table.set((key, name), due),
-            Ok(ProcessRecord::DeadlineCancelled { name } | ProcessRecord::DeadlineFired { name }) => {
+            Ok(
+                ProcessRecord::DeadlineCancelled { name } | ProcessRecord::DeadlineFired { name },
+            ) => {
                 self.table.remove(&(key, name));
             }
             Ok(_) => {}

@@ -13,9 +13,9 @@ use std::collections::HashMap;
 pub mod child;
 pub mod projections;
 
-use annals::{Error, StreamAppend};
 use annals::prelude::*;
 use annals::store::MemDisk;
+use annals::{Error, StreamAppend};
 use proptest::prelude::*;
 
 /// One step of a model-based test.

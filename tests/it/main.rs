@@ -22,6 +22,7 @@ mod derive_ui;
 mod faults;
 mod fixtures;
 mod model;
+mod process;
 mod projections;
 mod repl;
 mod repository;

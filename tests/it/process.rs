@@ -1,0 +1,356 @@
+//! Process managers on the shop: the happy path, a declined payment, a deadline that passes
+//! (and the late payment refunded), stock that is not there, restarts of the runner, and a
+//! property test of random interleavings against a plain model.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use annals::Uuid;
+use annals::prelude::*;
+use annals::process::{
+    ManualClock, Outcome, ProcessConfig, ProcessHandle, ProcessRecord, ProcessRunner, ProcessState,
+};
+use annals::store::MemDisk;
+use annals_example_domain::shop::{
+    self, OrderCommand, OrderProcess, OrderStatus, PaymentCommand, PaymentStatus, ShopDispatch,
+    StockCommand,
+};
+
+/// The payment window of the orders in these tests.
+const WINDOW: Duration = Duration::from_secs(30);
+
+struct Shop<S: EventStore + SnapshotStore> {
+    store: S,
+    clock: ManualClock,
+    repos: ShopDispatch<S>,
+    runner: Option<ProcessHandle<OrderProcess, S>>,
+}
+
+impl<S: EventStore + SnapshotStore> Shop<S> {
+    async fn open(store: S, clock: ManualClock) -> Self {
+        let mut shop = Self {
+            repos: ShopDispatch::new(store.clone()),
+            store,
+            clock,
+            runner: None,
+        };
+        shop.start().await;
+        shop
+    }
+
+    async fn start(&mut self) {
+        let runner = ProcessRunner::new(self.store.clone(), ShopDispatch::new(self.store.clone()))
+            .clock(self.clock.clone())
+            .config(
+                ProcessConfig::new()
+                    .workers(4)
+                    .checkpoint_every(Duration::from_millis(20)),
+            )
+            .start()
+            .await
+            .unwrap();
+        self.runner = Some(runner);
+    }
+
+    async fn restart(&mut self) {
+        if let Some(r) = self.runner.take() {
+            r.stop().await.unwrap();
+        }
+        self.repos = ShopDispatch::new(self.store.clone());
+        self.start().await;
+    }
+
+    async fn idle(&self) {
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            self.runner.as_ref().unwrap().idle(),
+        )
+        .await
+        .expect("the runner goes idle")
+        .unwrap();
+    }
+
+    async fn restock(&self, sku: &str, qty: u64) {
+        self.repos
+            .stock
+            .execute(sku, &StockCommand::Restock { qty })
+            .await
+            .unwrap();
+    }
+
+    async fn place(&self, i: usize, sku: &str, qty: u32) {
+        let command = OrderCommand::Place {
+            sku: sku.into(),
+            qty,
+            amount: 1000 + 100 * u64::from(qty),
+            payment_window_ms: WINDOW.as_millis() as u64,
+        };
+        self.repos
+            .orders
+            .execute(&shop::order_id(i), &command)
+            .await
+            .unwrap();
+    }
+
+    /// The gateway's answer, given by hand.
+    async fn pay(&self, i: usize, command: PaymentCommand) -> bool {
+        self.repos
+            .payments
+            .execute(&shop::order_id(i), &command)
+            .await
+            .is_ok()
+    }
+
+    async fn outcome(&self, i: usize) -> Option<Outcome> {
+        let processes = Repository::<ProcessState<OrderProcess>, S>::new(self.store.clone());
+        let (state, _) = processes.load(&shop::order_id(i)).await.unwrap();
+        state.outcome().cloned()
+    }
+
+    async fn books(&self, n: usize, skus: usize) -> shop::Books {
+        shop::books(&self.store, n, skus).await.unwrap()
+    }
+}
+
+async fn mem_shop() -> Shop<MemStore> {
+    Shop::open(MemStore::new(), ManualClock::new()).await
+}
+
+#[tokio::test]
+async fn an_order_goes_through_every_step() {
+    let shop = mem_shop().await;
+    shop.restock("sku-0", 5).await;
+    shop.place(0, "sku-0", 2).await;
+    shop.idle().await;
+    let (payment, _) = shop.repos.payments.load("o-0").await.unwrap();
+    assert_eq!(payment.status, PaymentStatus::Requested);
+    assert!(shop.pay(0, PaymentCommand::Capture).await);
+    shop.idle().await;
+    assert_eq!(shop.outcome(0).await, Some(Outcome::Completed));
+    let (order, _) = shop.repos.orders.load("o-0").await.unwrap();
+    assert_eq!(order.status, OrderStatus::Confirmed);
+    let books = shop.books(1, 1).await;
+    assert!(books.reconcile(), "{books:#?}");
+    assert_eq!((books.completed, books.stock.3, books.sold), (1, 2, 1200));
+    // The payment deadline was cancelled, not fired.
+    shop.clock.advance(WINDOW * 2);
+    shop.idle().await;
+    let history = shop
+        .runner
+        .as_ref()
+        .unwrap()
+        .processes()
+        .history("o-0")
+        .await
+        .unwrap();
+    assert!(
+        history
+            .iter()
+            .any(|h| matches!(h.event, ProcessRecord::DeadlineCancelled { .. }))
+    );
+    assert!(
+        !history
+            .iter()
+            .any(|h| matches!(h.event, ProcessRecord::DeadlineFired { .. }))
+    );
+    // Every record of the process carries its correlation id; the commands' events too.
+    let pid = annals::process::process_uuid("order-process", "o-0");
+    assert!(
+        history
+            .iter()
+            .all(|h| h.metadata.correlation_id == Some(pid))
+    );
+    let shipped = shop.repos.stock.history("sku-0").await.unwrap();
+    assert_eq!(shipped.last().unwrap().metadata.correlation_id, Some(pid));
+}
+
+#[tokio::test]
+async fn a_declined_payment_releases_the_stock_and_cancels_the_order() {
+    let shop = mem_shop().await;
+    shop.restock("sku-0", 5).await;
+    shop.place(0, "sku-0", 3).await;
+    shop.idle().await;
+    assert!(
+        shop.pay(
+            0,
+            PaymentCommand::Decline {
+                reason: "no funds".into()
+            }
+        )
+        .await
+    );
+    shop.idle().await;
+    match shop.outcome(0).await {
+        Some(Outcome::Compensated { reason }) => assert!(reason.contains("declined"), "{reason}"),
+        other => panic!("expected compensated, got {other:?}"),
+    }
+    let (stock, _) = shop.repos.stock.load("sku-0").await.unwrap();
+    assert_eq!((stock.available, stock.reserved.len()), (5, 0));
+    let (order, _) = shop.repos.orders.load("o-0").await.unwrap();
+    assert_eq!(order.status, OrderStatus::Cancelled);
+    assert!(shop.books(1, 1).await.reconcile());
+}
+
+#[tokio::test]
+async fn a_passed_deadline_compensates_and_a_late_payment_is_refunded() {
+    let mut shop = mem_shop().await;
+    shop.restock("sku-0", 5).await;
+    shop.place(0, "sku-0", 1).await;
+    shop.idle().await;
+    // Not yet: a restart in between keeps the deadline (it is in the store).
+    shop.clock.advance(WINDOW / 2);
+    shop.restart().await;
+    shop.idle().await;
+    assert_eq!(shop.outcome(0).await, None);
+    shop.clock.advance(WINDOW);
+    shop.idle().await;
+    match shop.outcome(0).await {
+        Some(Outcome::Compensated { reason }) => assert!(reason.contains("timed out"), "{reason}"),
+        other => panic!("expected compensated, got {other:?}"),
+    }
+    // The payment comes after all: refunded.
+    assert!(shop.pay(0, PaymentCommand::Capture).await);
+    shop.idle().await;
+    let (payment, _) = shop.repos.payments.load("o-0").await.unwrap();
+    assert_eq!(payment.status, PaymentStatus::Refunded);
+    let books = shop.books(1, 1).await;
+    assert!(books.reconcile(), "{books:#?}");
+    assert_eq!((books.timed_out, books.late_refunds), (1, 1));
+    // It fired once, however often the runner restarts.
+    shop.restart().await;
+    shop.clock.advance(WINDOW * 3);
+    shop.idle().await;
+    let history = shop
+        .runner
+        .as_ref()
+        .unwrap()
+        .processes()
+        .history("o-0")
+        .await
+        .unwrap();
+    let fired = history
+        .iter()
+        .filter(|h| matches!(h.event, ProcessRecord::DeadlineFired { .. }))
+        .count();
+    assert_eq!(fired, 1);
+}
+
+#[tokio::test]
+async fn missing_stock_fails_the_order() {
+    let shop = mem_shop().await;
+    shop.restock("sku-0", 1).await;
+    shop.place(0, "sku-0", 2).await;
+    shop.idle().await;
+    match shop.outcome(0).await {
+        Some(Outcome::Failed { reason }) => assert!(reason.contains("out of stock"), "{reason}"),
+        other => panic!("expected failed, got {other:?}"),
+    }
+    let books = shop.books(1, 1).await;
+    assert!(books.reconcile(), "{books:#?}");
+    // The process's history says why, step by step: the command, its rejection, the end.
+    let history = shop
+        .runner
+        .as_ref()
+        .unwrap()
+        .processes()
+        .history("o-0")
+        .await
+        .unwrap();
+    let types: Vec<&str> = history.iter().map(|h| h.event_type.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "process.Received",
+            "Started",
+            "process.CommandIssued",
+            "process.CommandRejected",
+            "Undoing",
+            "process.CommandIssued",
+            "process.Ended"
+        ]
+    );
+}
+
+/// The reaction and the commands' events land together: the process's record and the stock
+/// reservation are one `append_many`, at adjacent positions.
+#[tokio::test]
+async fn a_reaction_lands_in_one_atomic_append() {
+    let shop = mem_shop().await;
+    shop.restock("sku-0", 5).await;
+    shop.place(0, "sku-0", 1).await;
+    shop.idle().await;
+    let log = shop.store.read_all(Position::NONE, 100).await.unwrap();
+    let reserved = log
+        .iter()
+        .find(|e| e.event_type == "StockReserved")
+        .unwrap();
+    let before = &log[reserved.position.0 as usize - 2];
+    assert_eq!(before.stream.as_str(), "order-process-o-0");
+    assert_eq!(before.event_type, "process.CommandIssued");
+    // Its id derives from the process and the step.
+    let issued: ProcessRecord<OrderProcess> =
+        ProcessRecord::decode_payload(&before.event_type, before.codec, &before.payload).unwrap();
+    let ProcessRecord::CommandIssued(c) = issued else {
+        panic!("{issued:?}")
+    };
+    assert_eq!(reserved.id, annals::event_id_for(c.command_id, 0));
+    let _ = Uuid::nil();
+}
+
+/// Time travel over a process: its state before the payment.
+#[tokio::test]
+async fn a_process_can_be_loaded_at_an_earlier_version() {
+    let shop = mem_shop().await;
+    shop.restock("sku-0", 5).await;
+    shop.place(0, "sku-0", 1).await;
+    shop.idle().await;
+    assert!(shop.pay(0, PaymentCommand::Capture).await);
+    shop.idle().await;
+    let processes = shop.runner.as_ref().unwrap().processes();
+    let (now, version) = processes.load("o-0").await.unwrap();
+    assert_eq!(now.state.phase, shop::Phase::Done);
+    let (then, _) = processes.load_at("o-0", Version(4)).await.unwrap();
+    assert_eq!(then.state.phase, shop::Phase::Reserving);
+    assert!(version > Version(4));
+}
+
+/// A sled store, a runner restarted between every step and the store reopened: the same
+/// books.
+#[tokio::test]
+async fn restarts_of_runner_and_store_lose_and_repeat_nothing() {
+    let disk = MemDisk::new();
+    let clock = ManualClock::new();
+    let mut shop = Shop::open(MemStore::open(disk.clone()).unwrap(), clock.clone()).await;
+    shop.restock("sku-0", 3).await;
+    for i in 0..4 {
+        shop.place(i, "sku-0", 1).await;
+    }
+    shop.idle().await;
+    shop.restart().await;
+    assert!(shop.pay(0, PaymentCommand::Capture).await);
+    assert!(
+        shop.pay(1, PaymentCommand::Decline { reason: "x".into() })
+            .await
+    );
+    // The store goes down with the runner (a simulated power loss) and comes back.
+    shop.runner.take().unwrap().stop().await.unwrap();
+    drop(shop);
+    assert!(disk.crash(), "every handle of the store is gone");
+    let mut shop = Shop::open(MemStore::open(disk.clone()).unwrap(), clock.clone()).await;
+    shop.idle().await;
+    clock.advance(WINDOW * 2);
+    shop.idle().await;
+    shop.restart().await;
+    shop.idle().await;
+    let books = shop.books(4, 1).await;
+    assert!(books.reconcile(), "{books:#?}");
+    assert_eq!(
+        (
+            books.completed,
+            books.compensated,
+            books.timed_out,
+            books.failed
+        ),
+        (1, 2, 1, 1)
+    );
+}
