@@ -143,6 +143,8 @@ fn parse_args() -> Result<Args, String> {
 
 #[path = "workloads/brokers.rs"]
 mod brokers;
+#[path = "workloads/saga.rs"]
+mod saga;
 
 fn main() {
     let args = match parse_args() {
@@ -166,6 +168,7 @@ fn main() {
         "sled-memory" => sled_memory(&args),
         "relay" => rt.block_on(brokers::relay(&args)),
         "e2e" => rt.block_on(brokers::e2e(&args)),
+        "saga" => rt.block_on(saga::saga(&args)),
         other => {
             eprintln!(
                 "unknown workload {other:?}; known: w1, w2, w3, w4, w5, soak, sled-memory, relay, e2e"

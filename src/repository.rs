@@ -668,7 +668,11 @@ where
                 }
                 Err(Error::Conflict { .. }) if attempt < self.retries => {
                     attempt += 1;
-                    self.forget(stream);
+                    // The state decided on is true at its version: catch it up rather than
+                    // replay the stream (a hot stream conflicts often and may be long).
+                    if self.cache_capacity > 0 {
+                        self.catch_up(stream, state, version).await?;
+                    }
                     tracing::debug!(%stream, attempt, "conflict; retrying on fresh state");
                 }
                 Err(e) => {
@@ -729,11 +733,11 @@ where
             annals_core::StreamAppend::new(stream.clone(), ExpectedVersion::Exact(version), data);
         let repo = self.clone();
         let landed_state = state.clone();
+        // When the work does not land (another writer moved a stream), the cache keeps what
+        // it had: a true state at its version, which the next load catches up from.
         work.add(part, state, move |stored| {
             if stored {
                 repo.remember(&stream, &landed_state, after);
-            } else {
-                repo.forget(&stream);
             }
         });
         Ok(events)

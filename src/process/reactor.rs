@@ -205,10 +205,10 @@ where
                 Ok(Reacted::Landed)
             }
             Err(e) => {
+                // Caches keep the states they had (true states at their versions).
                 for l in landed {
                     l(false);
                 }
-                self.processes.forget(&stream);
                 Err(e)
             }
         }
