@@ -164,21 +164,9 @@ async fn run(args: Args) -> Result<bool, Box<dyn std::error::Error>> {
     let placed = started.elapsed();
 
     // Until nothing moves: every event handled, every payment answered (late ones too).
-    let deadline = Instant::now() + Duration::from_secs(120) + window * 4;
-    loop {
-        tokio::time::timeout(Duration::from_secs(30), runner.idle()).await??;
-        let head = store.head_position();
-        if gateway.answered(head) && store.head_position() == head {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            if store.head_position() == head && runner.status().handled >= head {
-                break;
-            }
-        }
-        if Instant::now() > deadline {
-            eprintln!("the run did not settle in time");
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let limit = Duration::from_secs(120) + window * 4;
+    if !shop::settle(&store, &runner, &gateway, limit).await? {
+        eprintln!("the run did not settle within {limit:?}");
     }
     let settled = started.elapsed();
     gateway.stop().await;
@@ -211,6 +199,9 @@ async fn run(args: Args) -> Result<bool, Box<dyn std::error::Error>> {
     );
     let (received, free, held, shipped) = books.stock;
     println!("stock: received {received} = free {free} + held {held} + shipped {shipped}");
+    for v in &books.violations {
+        println!("VIOLATION: {v}");
+    }
     for p in &books.problems {
         println!("PROBLEM: {p}");
     }

@@ -15,4 +15,5 @@ mod crash;
 mod orders_example;
 mod pg_projections;
 mod projection_crash;
+mod saga_crash;
 mod search_crash;

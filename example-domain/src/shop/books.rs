@@ -1,11 +1,13 @@
-//! Placing a run's orders, and the books at the end: every order in exactly one terminal
-//! state, the stock and the money reconciled.
+//! Placing a run's orders, waiting for them to settle, and the books at the end: every order
+//! in exactly one terminal state, the stock and the money reconciled.
 
 use std::collections::BTreeMap;
 
 use annals::Uuid;
 use annals::prelude::*;
-use annals::process::{Outcome, ProcessRecord, ProcessState};
+use annals::process::{Outcome, ProcessHandle, ProcessRecord, ProcessState};
+
+use super::gateway::GatewayHandle;
 
 use super::gateway::unit;
 use super::{
@@ -71,6 +73,38 @@ pub async fn place_orders<S: EventStore + SnapshotStore>(
     Ok(())
 }
 
+/// Waits (at most `limit`) until nothing moves any more: every event handled by the runner,
+/// every payment answered by the gateway (late ones too). Returns whether it settled.
+///
+/// # Errors
+/// The runner stopped.
+pub async fn settle<S: EventStore + SnapshotStore>(
+    store: &S,
+    runner: &ProcessHandle<OrderProcess, S>,
+    gateway: &GatewayHandle,
+    limit: std::time::Duration,
+) -> Result<bool, annals::process::ProcessError> {
+    let until = std::time::Instant::now() + limit;
+    let pause = std::time::Duration::from_millis(20);
+    while std::time::Instant::now() < until {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        match tokio::time::timeout(left, runner.idle()).await {
+            Ok(r) => r?,
+            Err(_) => return Ok(false),
+        }
+        let head = store.head_position();
+        if gateway.answered(head) {
+            // Twice, a moment apart: an answer may be about to land.
+            tokio::time::sleep(pause).await;
+            if store.head_position() == head && gateway.answered(head) {
+                return Ok(true);
+            }
+        }
+        tokio::time::sleep(pause).await;
+    }
+    Ok(false)
+}
+
 /// The books of a run.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -97,14 +131,18 @@ pub struct Books {
     pub late_refunds: usize,
     /// Units received, free, held and shipped, over every SKU.
     pub stock: (u64, u64, u64, u64),
-    /// Whatever does not add up.
+    /// What must never happen, even in the middle of a run: a deadline fired twice, a
+    /// process ended twice, a payment captured twice, stock created or lost.
+    pub violations: Vec<String>,
+    /// What does not add up at the end of a run (an order still running, units still held,
+    /// money kept for a cancelled order, ...).
     pub problems: Vec<String>,
 }
 
 impl Books {
     /// Every order ended and everything adds up.
     pub fn reconcile(&self) -> bool {
-        self.running == 0 && self.problems.is_empty()
+        self.running == 0 && self.problems.is_empty() && self.violations.is_empty()
     }
 }
 
@@ -138,7 +176,7 @@ pub async fn books<S: EventStore + SnapshotStore>(
             .filter(|h| matches!(h.event, ProcessRecord::DeadlineFired { .. }))
             .count();
         if fired > 1 {
-            b.problems
+            b.violations
                 .push(format!("{id}: the payment deadline fired {fired} times"));
         }
         let ended = history
@@ -146,7 +184,7 @@ pub async fn books<S: EventStore + SnapshotStore>(
             .filter(|h| matches!(h.event, ProcessRecord::Ended(_)))
             .count();
         if ended > 1 {
-            b.problems.push(format!("{id}: ended {ended} times"));
+            b.violations.push(format!("{id}: ended {ended} times"));
         }
         let payment_events = store
             .read_stream(
@@ -161,7 +199,7 @@ pub async fn books<S: EventStore + SnapshotStore>(
             .filter(|e| e.event_type == "PaymentCaptured")
             .count();
         if captures > 1 {
-            b.problems
+            b.violations
                 .push(format!("{id}: payment captured {captures} times"));
         }
         for e in &payment_events {
@@ -220,7 +258,7 @@ pub async fn books<S: EventStore + SnapshotStore>(
         b.stock.2 += held;
         b.stock.3 += s.shipped;
         if s.received != s.available + held + s.shipped {
-            b.problems.push(format!("{sku}: units created or lost"));
+            b.violations.push(format!("{sku}: units created or lost"));
         }
         if held > 0 {
             b.problems.push(format!("{sku}: {held} units still held"));

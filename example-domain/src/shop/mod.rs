@@ -19,7 +19,7 @@ mod books;
 mod gateway;
 mod process;
 
-pub use books::{Books, books, order_id, place_orders};
+pub use books::{Books, books, order_id, place_orders, settle};
 pub use gateway::{Gateway, GatewayHandle, Verdict};
 pub use process::{OrderProcess, OrderProcessEvent, Phase, ShopCommand, ShopDispatch, ShopInput};
 
