@@ -354,3 +354,240 @@ async fn restarts_of_runner_and_store_lose_and_repeat_nothing() {
         (1, 2, 1, 1)
     );
 }
+
+// ---- the property test: random interleavings against a plain model ----
+
+mod model {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    /// One step.
+    #[derive(Clone, Debug)]
+    pub(super) enum Op {
+        Place {
+            order: usize,
+            qty: u32,
+        },
+        Capture {
+            order: usize,
+        },
+        Decline {
+            order: usize,
+        },
+        /// Moves the clock by this many seconds.
+        Advance {
+            secs: u64,
+        },
+        /// Stops the runner (saving its checkpoint) and starts a new one.
+        Restart,
+        /// Drops the runner and the store without waiting, loses every unsynced write
+        /// (a simulated power loss), reopens both.
+        Crash,
+    }
+
+    pub(super) fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0usize..5, 1u32..4).prop_map(|(order, qty)| Op::Place { order, qty }),
+            3 => (0usize..5).prop_map(|order| Op::Capture { order }),
+            2 => (0usize..5).prop_map(|order| Op::Decline { order }),
+            2 => (0u64..45).prop_map(|secs| Op::Advance { secs }),
+            1 => Just(Op::Restart),
+            1 => Just(Op::Crash),
+        ]
+    }
+
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum Phase {
+        Paying,
+        Done,
+        Undone,
+    }
+
+    #[derive(Clone, Debug)]
+    struct MOrder {
+        qty: u32,
+        phase: Phase,
+        payment: PaymentStatus,
+        due: u64,
+        outcome: &'static str,
+    }
+
+    /// The plain model: what the shop settles to after each step.
+    #[derive(Default)]
+    pub(super) struct Model {
+        free: u64,
+        shipped: u64,
+        now: u64,
+        orders: BTreeMap<usize, MOrder>,
+    }
+
+    impl Model {
+        fn new(stock: u64) -> Self {
+            Self {
+                free: stock,
+                ..Self::default()
+            }
+        }
+
+        fn step(&mut self, op: &Op) {
+            match *op {
+                Op::Place { order, qty } => {
+                    if self.orders.contains_key(&order) {
+                        return;
+                    }
+                    let o = if self.free >= u64::from(qty) {
+                        self.free -= u64::from(qty);
+                        MOrder {
+                            qty,
+                            phase: Phase::Paying,
+                            payment: PaymentStatus::Requested,
+                            due: self.now + WINDOW.as_secs(),
+                            outcome: "",
+                        }
+                    } else {
+                        MOrder {
+                            qty,
+                            phase: Phase::Undone,
+                            payment: PaymentStatus::None,
+                            due: 0,
+                            outcome: "failed",
+                        }
+                    };
+                    self.orders.insert(order, o);
+                }
+                Op::Capture { order } => {
+                    let Some(o) = self.orders.get_mut(&order) else {
+                        return;
+                    };
+                    if o.payment != PaymentStatus::Requested {
+                        return;
+                    }
+                    o.payment = PaymentStatus::Captured;
+                    match o.phase {
+                        Phase::Paying => {
+                            o.phase = Phase::Done;
+                            o.outcome = "completed";
+                            self.shipped += u64::from(o.qty);
+                        }
+                        Phase::Undone => o.payment = PaymentStatus::Refunded,
+                        Phase::Done => {}
+                    }
+                }
+                Op::Decline { order } => {
+                    let Some(o) = self.orders.get_mut(&order) else {
+                        return;
+                    };
+                    if o.payment != PaymentStatus::Requested {
+                        return;
+                    }
+                    o.payment = PaymentStatus::Declined;
+                    if o.phase == Phase::Paying {
+                        o.phase = Phase::Undone;
+                        o.outcome = "compensated";
+                        self.free += u64::from(o.qty);
+                    }
+                }
+                Op::Advance { secs } => {
+                    self.now += secs;
+                    for o in self.orders.values_mut() {
+                        if o.phase == Phase::Paying && o.due <= self.now {
+                            o.phase = Phase::Undone;
+                            o.outcome = "compensated";
+                            self.free += u64::from(o.qty);
+                        }
+                    }
+                }
+                Op::Restart | Op::Crash => {}
+            }
+        }
+    }
+
+    const STOCK: u64 = 6;
+
+    pub(super) async fn run(ops: &[Op]) {
+        let disk = MemDisk::new();
+        let clock = ManualClock::at(annals::Timestamp::now());
+        let mut shop = Shop::open(MemStore::open(disk.clone()).unwrap(), clock.clone()).await;
+        shop.restock("sku-0", STOCK).await;
+        let mut model = Model::new(STOCK);
+        for (step, op) in ops.iter().enumerate() {
+            match *op {
+                Op::Place { order, qty } => {
+                    let command = OrderCommand::Place {
+                        sku: "sku-0".into(),
+                        qty,
+                        amount: 1000 + 100 * u64::from(qty),
+                        payment_window_ms: WINDOW.as_millis() as u64,
+                    };
+                    let _ = shop
+                        .repos
+                        .orders
+                        .execute(&shop::order_id(order), &command)
+                        .await;
+                }
+                Op::Capture { order } => {
+                    shop.pay(order, PaymentCommand::Capture).await;
+                }
+                Op::Decline { order } => {
+                    let decline = PaymentCommand::Decline {
+                        reason: "no".into(),
+                    };
+                    shop.pay(order, decline).await;
+                }
+                Op::Advance { secs } => clock.advance(Duration::from_secs(secs)),
+                Op::Restart => shop.restart().await,
+                Op::Crash => {
+                    drop(shop);
+                    let mut waited = 0;
+                    while !disk.crash() {
+                        assert!(waited < 500, "step {step}: the store never closed");
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        waited += 1;
+                    }
+                    let store = MemStore::open(disk.clone()).unwrap();
+                    shop = Shop::open(store, clock.clone()).await;
+                }
+            }
+            shop.idle().await;
+            model.step(op);
+            check(&shop, &model, step, op).await;
+        }
+    }
+
+    async fn check(shop: &Shop<MemStore>, model: &Model, step: usize, op: &Op) {
+        let at = format!("step {step} ({op:?})");
+        for (&i, want) in &model.orders {
+            let got = shop.outcome(i).await;
+            let kind = got.as_ref().map_or("", Outcome::kind);
+            assert_eq!(kind, want.outcome, "{at}: o-{i}");
+            let (payment, _) = shop.repos.payments.load(&shop::order_id(i)).await.unwrap();
+            assert_eq!(payment.status, want.payment, "{at}: payment of o-{i}");
+        }
+        let (stock, _) = shop.repos.stock.load("sku-0").await.unwrap();
+        let got = (stock.available, stock.shipped);
+        assert_eq!(got, (model.free, model.shipped), "{at}: stock");
+        let n = model.orders.keys().max().map_or(0, |m| m + 1);
+        let books = shop.books(n, 1).await;
+        assert!(books.violations.is_empty(), "{at}: {:?}", books.violations);
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: crate::common::cases(24, 500),
+        max_shrink_iters: 500,
+        failure_persistence: None,
+        ..proptest::prelude::ProptestConfig::default()
+    })]
+
+    #[test]
+    fn the_shop_agrees_with_a_plain_model(ops in proptest::collection::vec(model::op(), 1..30)) {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(model::run(&ops));
+    }
+}
