@@ -7,7 +7,18 @@
 //! cargo run --example shop                                  # 200 orders
 //! cargo run --example shop -- --orders 1000 --failure-rate 0.2
 //! cargo run --example shop -- --orders 20 --inspect o-3     # one process's history
+//! cargo run --example shop -- --nats                        # payments as a service apart
 //! ```
+//!
+//! With `--nats` the payments (the payment aggregate and the gateway) are a service of their
+//! own with a store of its own, talking to the shop over NATS JetStream (127.0.0.1:4222, or
+//! `ANNALS_NATS_URL`) with `annals-broker` and `annals-nats`: the order process's payment
+//! commands go out through its outbox (its `CommandIssued` records, published by a relay)
+//! to the payments service's idempotent inbox, which executes them with their command ids;
+//! the payment events (and any rejection) come back through the payments service's relay to
+//! the shop's inbox, which takes them into the shop's store, where the process hears them.
+//! The JetStream streams `ANNALS_SHOP_ORDERS` and `ANNALS_SHOP_PAYMENTS` are created afresh
+//! on every run.
 //!
 //! Flags: `--orders N` (200), `--skus N` (5), `--stock N` units per SKU (about 90% of what
 //! the orders ask for, so some fail), `--failure-rate F` share of payments declined (0.1),
@@ -42,6 +53,7 @@ struct Args {
     seed: u64,
     data: Option<std::path::PathBuf>,
     inspect: Option<String>,
+    nats: bool,
 }
 
 fn parse() -> Result<Args, String> {
@@ -56,6 +68,7 @@ fn parse() -> Result<Args, String> {
         seed: 1,
         data: None,
         inspect: None,
+        nats: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -72,10 +85,11 @@ fn parse() -> Result<Args, String> {
             "--seed" => a.seed = value()?.parse().map_err(|e| bad(&e))?,
             "--data" => a.data = Some(value()?.into()),
             "--inspect" => a.inspect = Some(value()?),
+            "--nats" => a.nats = true,
             "--help" | "-h" => {
                 return Err("flags: --orders N --skus N --stock N --failure-rate F \
                     --late-rate F --payment-window-ms N --in-flight N --seed N --data DIR \
-                    --inspect ORDER"
+                    --inspect ORDER --nats"
                     .into());
             }
             other => return Err(format!("unknown flag {other} (try --help)")),
@@ -139,44 +153,17 @@ async fn run(args: Args) -> Result<bool, Box<dyn std::error::Error>> {
             .await?;
     }
 
-    let clock = Arc::new(SystemClock);
-    let runner = ProcessRunner::new(store.clone(), ShopDispatch::new(store.clone()))
-        .config(ProcessConfig::new().workers(32))
-        .start()
-        .await?;
-    let window = Duration::from_millis(args.window_ms);
-    let gateway = Gateway::default()
-        .rates(args.failure_rate, args.late_rate)
-        .late_by(window * 2)
-        .seed(args.seed)
-        .start(store.clone(), clock);
-
     let started = Instant::now();
-    shop::place_orders(
-        &repos.orders,
-        args.orders,
-        args.skus,
-        args.window_ms,
-        args.seed,
-        args.in_flight,
-    )
-    .await?;
-    let placed = started.elapsed();
-
-    // Until nothing moves: every event handled, every payment answered (late ones too).
-    let limit = Duration::from_secs(120) + window * 4;
-    if !shop::settle(&store, &runner, &gateway, limit).await? {
-        eprintln!("the run did not settle within {limit:?}");
-    }
-    let settled = started.elapsed();
-    gateway.stop().await;
-    runner.stop().await?;
-
+    let settled = if args.nats {
+        nats::run(&args, &store, &dir).await?
+    } else {
+        local(&args, &store).await?
+    };
     let books = shop::books(&store, args.orders, args.skus).await?;
+    let _ = started;
     println!(
-        "placed {} orders in {:.2?}; all settled after {:.2?} ({:.0} orders/s)",
+        "{} orders settled after {:.2?} ({:.0} orders/s)",
         args.orders,
-        placed,
         settled,
         args.orders as f64 / settled.as_secs_f64()
     );
@@ -222,6 +209,42 @@ async fn run(args: Args) -> Result<bool, Box<dyn std::error::Error>> {
     Ok(ok)
 }
 
+/// Every service on the one store: payment commands are decided with the reaction.
+async fn local(args: &Args, store: &SledStore) -> Result<Duration, Box<dyn std::error::Error>> {
+    let store = store.clone();
+    let repos = ShopDispatch::new(store.clone());
+    let clock = Arc::new(SystemClock);
+    let runner = ProcessRunner::new(store.clone(), ShopDispatch::new(store.clone()))
+        .config(ProcessConfig::new().workers(32))
+        .start()
+        .await?;
+    let window = Duration::from_millis(args.window_ms);
+    let gateway = Gateway::default()
+        .rates(args.failure_rate, args.late_rate)
+        .late_by(window * 2)
+        .seed(args.seed)
+        .start(store.clone(), clock);
+    let started = Instant::now();
+    shop::place_orders(
+        &repos.orders,
+        args.orders,
+        args.skus,
+        args.window_ms,
+        args.seed,
+        args.in_flight,
+    )
+    .await?;
+    // Until nothing moves: every event handled, every payment answered (late ones too).
+    let limit = Duration::from_secs(120) + window * 4;
+    if !shop::settle(&store, &runner, &gateway, limit).await? {
+        eprintln!("the run did not settle within {limit:?}");
+    }
+    let settled = started.elapsed();
+    gateway.stop().await;
+    runner.stop().await?;
+    Ok(settled)
+}
+
 fn cents(c: u64) -> String {
     format!("{}.{:02}", c / 100, c % 100)
 }
@@ -250,4 +273,225 @@ async fn inspect(store: &SledStore, order: &str) -> Result<(), Box<dyn std::erro
         None => println!("  still running ({:?})", state.state.phase),
     }
     Ok(())
+}
+
+/// Payments as a service apart, over NATS JetStream.
+mod nats {
+    use super::*;
+    use annals::Error;
+    use annals::process::{REMOTE_REJECTION, RemoteCommand, outbox_filter};
+    use annals_broker::{
+        FileCheckpoints, HandleError, Inbox, InboxConfig, InboxHandler, IncomingEvent, Publisher,
+        Relay, RelayConfig, StoreDeadLetters,
+    };
+    use annals_example_domain::shop::{OrderProcess, Payment, ShopCommand};
+    use annals_nats::async_nats::{self, jetstream};
+    use annals_nats::{ConsumerSettings, JetStreamConsumer, JetStreamPublisher, StreamSettings};
+
+    /// The payments service's inbox: executes the order process's payment commands.
+    struct ExecutePayments {
+        store: SledStore,
+        payments: Repository<Payment, SledStore>,
+    }
+
+    impl InboxHandler for ExecutePayments {
+        async fn handle(&self, e: &IncomingEvent) -> Result<(), HandleError> {
+            let Some(sent) =
+                RemoteCommand::<ShopCommand>::decode(&e.stream, &e.event_type, e.codec, &e.payload)
+                    .map_err(|err| HandleError::reject(err.to_string()))?
+            else {
+                return Ok(());
+            };
+            let ShopCommand::Payment { order, command } = &sent.command else {
+                return Ok(()); // not for payments
+            };
+            let ctx = CommandContext::new()
+                .with_command_id(sent.command_id)
+                .with_metadata(e.caused_metadata());
+            match self.payments.execute_with(order, command, &ctx).await {
+                Ok(_) => Ok(()),
+                Err(RepositoryError::Domain(why)) => {
+                    // The rejection goes back to the process through this service's outbox.
+                    let reply = sent
+                        .rejection(why.to_string())
+                        .map_err(HandleError::retry)?;
+                    let stream = sent.reply_stream().map_err(HandleError::retry)?;
+                    self.store
+                        .append(&stream, ExpectedVersion::Any, vec![reply])
+                        .await
+                        .map(|_| ())
+                        .map_err(HandleError::retry)
+                }
+                Err(e) => Err(HandleError::retry(e)),
+            }
+        }
+    }
+
+    /// The shop's inbox: takes the payments service's events into the shop's store (same
+    /// stream, same event id: taking one in twice stores it once), where the process hears
+    /// them.
+    struct Import {
+        store: SledStore,
+    }
+
+    impl InboxHandler for Import {
+        async fn handle(&self, e: &IncomingEvent) -> Result<(), HandleError> {
+            let data = EventData::new(
+                e.id,
+                e.event_type.clone(),
+                e.schema_version,
+                e.codec,
+                e.metadata.clone(),
+                e.payload.clone(),
+            );
+            match self
+                .store
+                .append(&e.stream, ExpectedVersion::Any, vec![data])
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(Error::DuplicateEventId { .. }) => Ok(()),
+                Err(err) => Err(HandleError::retry(err)),
+            }
+        }
+    }
+
+    pub(super) async fn run(
+        args: &Args,
+        shop_store: &SledStore,
+        dir: &std::path::Path,
+    ) -> Result<Duration, Box<dyn std::error::Error>> {
+        let url = std::env::var("ANNALS_NATS_URL").unwrap_or_else(|_| "127.0.0.1:4222".into());
+        let client = async_nats::connect(&url)
+            .await
+            .map_err(|e| format!("cannot reach NATS at {url} (start `nats-server -js`): {e}"))?;
+        let js = jetstream::new(client.clone());
+        let (orders_js, payments_js) = ("ANNALS_SHOP_ORDERS", "ANNALS_SHOP_PAYMENTS");
+        for s in [orders_js, payments_js] {
+            let _ = js.delete_stream(s).await; // a fresh run
+        }
+        let shop_pub = JetStreamPublisher::new(
+            client.clone(),
+            StreamSettings::for_prefix(orders_js, "shop.orders"),
+        );
+        let payments_pub = JetStreamPublisher::new(
+            client.clone(),
+            StreamSettings::for_prefix(payments_js, "shop.payments"),
+        );
+        shop_pub.prepare().await?;
+        payments_pub.prepare().await?;
+        let payments_in =
+            JetStreamConsumer::open(client.clone(), ConsumerSettings::new(orders_js, "payments"))
+                .await?;
+        let shop_in =
+            JetStreamConsumer::open(client.clone(), ConsumerSettings::new(payments_js, "shop"))
+                .await?;
+
+        let root = dir.parent().unwrap_or(dir).to_path_buf();
+        let payments_store =
+            SledStore::open_async(root.join("payments"), StoreConfig::default()).await?;
+        println!(
+            "payments service: its own store in {}",
+            root.join("payments").display()
+        );
+
+        // The shop: the order process, payments left to the outbox.
+        let runner = ProcessRunner::new(
+            shop_store.clone(),
+            ShopDispatch::new(shop_store.clone()).with_remote_payments(),
+        )
+        .config(ProcessConfig::new().workers(32))
+        .start()
+        .await?;
+        let shop_relay = Relay::start(
+            shop_store.clone(),
+            shop_pub,
+            FileCheckpoints::new(root.join("shop-checkpoints")),
+            RelayConfig::new("shop-outbox", "shop", "shop.orders").filter(outbox_filter(
+                <OrderProcess as annals::process::Process>::TYPE,
+            )),
+        );
+        let shop_inbox = Inbox::start(
+            shop_in,
+            Import {
+                store: shop_store.clone(),
+            },
+            StoreDeadLetters::new(shop_store.clone()),
+            InboxConfig::new("shop"),
+        );
+
+        // The payments service: its inbox, its gateway, its outbox.
+        let payments_inbox = Inbox::start(
+            payments_in,
+            ExecutePayments {
+                store: payments_store.clone(),
+                payments: Repository::new(payments_store.clone()),
+            },
+            StoreDeadLetters::new(payments_store.clone()),
+            InboxConfig::new("payments"),
+        );
+        let window = Duration::from_millis(args.window_ms);
+        let gateway = Gateway::default()
+            .rates(args.failure_rate, args.late_rate)
+            .late_by(window * 2)
+            .seed(args.seed)
+            .start(payments_store.clone(), Arc::new(SystemClock));
+        let payments_relay = Relay::start(
+            payments_store.clone(),
+            payments_pub,
+            FileCheckpoints::new(root.join("payments-checkpoints")),
+            RelayConfig::new("payments-outbox", "payments", "shop.payments").filter(
+                Filter::event_types([
+                    "PaymentRequested",
+                    "PaymentCaptured",
+                    "PaymentDeclined",
+                    "PaymentRefunded",
+                    REMOTE_REJECTION,
+                ]),
+            ),
+        );
+
+        let started = Instant::now();
+        let orders = Repository::new(shop_store.clone());
+        shop::place_orders(
+            &orders,
+            args.orders,
+            args.skus,
+            args.window_ms,
+            args.seed,
+            args.in_flight,
+        )
+        .await?;
+        // Until nothing moves in either service (late payments included).
+        let until = Instant::now() + Duration::from_secs(120) + window * 4;
+        let mut quiet = 0;
+        let mut last = (Position::NONE, Position::NONE);
+        while quiet < 5 && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let heads = (shop_store.head_position(), payments_store.head_position());
+            let still = heads == last
+                && gateway.answered(heads.1)
+                && runner.status().handled >= heads.0
+                && shop_relay.status().acked >= heads.0
+                && payments_relay.status().acked >= heads.1;
+            quiet = if still { quiet + 1 } else { 0 };
+            last = heads;
+        }
+        if quiet < 5 {
+            eprintln!("the run did not settle in time");
+        }
+        let settled = started.elapsed();
+        gateway.stop().await;
+        runner.stop().await?;
+        payments_inbox.shutdown().await;
+        shop_inbox.shutdown().await;
+        shop_relay.shutdown().await;
+        payments_relay.shutdown().await;
+        println!(
+            "payments service: {} events in its store",
+            payments_store.head_position().0
+        );
+        payments_store.close().await?;
+        Ok(settled)
+    }
 }

@@ -25,6 +25,7 @@ mod clock;
 mod deadlines;
 mod reactor;
 mod record;
+mod remote;
 mod runner;
 mod work;
 
@@ -37,6 +38,7 @@ use serde::de::DeserializeOwned;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use record::{CommandIssued, ProcessRecord, ProcessState, Received, process_uuid};
+pub use remote::{REMOTE_REJECTION, RemoteCommand, outbox_filter};
 pub use runner::{ProcessConfig, ProcessError, ProcessHandle, ProcessRunner, ProcessStatus};
 pub use work::{Dispatch, DispatchError, Work};
 

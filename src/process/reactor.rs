@@ -17,6 +17,16 @@ use super::{
 };
 use crate::Repository;
 
+/// The record that `event` was handled.
+fn received<P: Process>(event: &RecordedEvent) -> ProcessRecord<P> {
+    ProcessRecord::Received(Received {
+        event: event.id,
+        stream: event.stream.to_string(),
+        position: event.position,
+        event_type: event.event_type.clone(),
+    })
+}
+
 /// What became of a trigger.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Reacted {
@@ -49,12 +59,7 @@ where
         event: &RecordedEvent,
         routed: &Routed<P::Input>,
     ) -> Result<Reacted, Error> {
-        let lead = ProcessRecord::Received(Received {
-            event: event.id,
-            stream: event.stream.to_string(),
-            position: event.position,
-            event_type: event.event_type.clone(),
-        });
+        let lead = vec![received(event)];
         let trigger = Trigger::Event(routed.input.clone());
         let starts = routed.starts;
         self.react(
@@ -67,6 +72,37 @@ where
         .await
     }
 
+    /// Hands the process `key` the rejection (in `event`, from another service) of the
+    /// command it sent at `issued.step`, unless it had it already.
+    pub(super) async fn on_rejected(
+        &self,
+        event: &RecordedEvent,
+        key: &str,
+        issued: &CommandIssued<P::Command>,
+        reason: &str,
+    ) -> Result<Reacted, Error> {
+        let lead = vec![
+            received(event),
+            ProcessRecord::CommandRejected {
+                step: issued.step,
+                reason: reason.to_owned(),
+            },
+        ];
+        let trigger = Trigger::Rejected {
+            step: issued.step,
+            command: issued.command.clone(),
+            reason: reason.to_owned(),
+        };
+        self.react(
+            key,
+            lead,
+            trigger,
+            Some(*event.id.as_uuid()),
+            |state, version| version > Version::NONE && !state.has_received(event.id),
+        )
+        .await
+    }
+
     /// Fires deadline `name` of process `key` if it is still set for `due` and has passed.
     pub(super) async fn on_deadline(
         &self,
@@ -75,9 +111,9 @@ where
         due: Timestamp,
     ) -> Result<Reacted, Error> {
         let now = self.clock.now();
-        let lead = ProcessRecord::DeadlineFired {
+        let lead = vec![ProcessRecord::DeadlineFired {
             name: name.to_owned(),
-        };
+        }];
         let trigger = Trigger::Deadline {
             name: name.to_owned(),
         };
@@ -90,7 +126,7 @@ where
     async fn react(
         &self,
         key: &str,
-        lead: ProcessRecord<P>,
+        lead: Vec<ProcessRecord<P>>,
         first: Trigger<P>,
         cause: Option<Uuid>,
         due: impl FnOnce(&ProcessState<P>, Version) -> bool,
@@ -113,7 +149,9 @@ where
             annals_core::Aggregate::apply(state, &r);
             records.push(r);
         };
-        keep(&mut state, lead);
+        for r in lead {
+            keep(&mut state, r);
+        }
         let mut work = Work::new(Uuid::nil(), metadata.clone());
         let mut triggers = VecDeque::from([first]);
         let mut rounds = 0;

@@ -16,7 +16,10 @@ use tokio::task::JoinHandle;
 use super::deadlines::{Checkpoint, DeadlineKey, Deadlines, checkpoint_stream};
 use super::reactor::{Reacted, Reactor};
 use super::record::names;
-use super::{Clock, Dispatch, Process, ProcessRecord, ProcessState, Routed, SystemClock};
+use super::remote::{REMOTE_REJECTION, read_rejection};
+use super::{
+    Clock, CommandIssued, Dispatch, Process, ProcessRecord, ProcessState, Routed, SystemClock,
+};
 use crate::Repository;
 
 /// What went wrong running processes.
@@ -357,6 +360,12 @@ enum Job<P: Process> {
         key: DeadlineKey,
         due: Timestamp,
     },
+    Rejected {
+        event: RecordedEvent,
+        key: String,
+        issued: CommandIssued<P::Command>,
+        reason: String,
+    },
 }
 
 /// What a worker reports.
@@ -395,9 +404,17 @@ async fn work<P, S, D>(
             let result = match &job {
                 Job::Event { event, routed } => reactor.on_event(event, routed).await,
                 Job::Deadline { key, due } => reactor.on_deadline(&key.0, &key.1, *due).await,
+                Job::Rejected {
+                    event,
+                    key,
+                    issued,
+                    reason,
+                } => reactor.on_rejected(event, key, issued, reason).await,
             };
             let report = match (result, &job) {
-                (Ok(_), Job::Event { event, .. }) => Done::Event(event.position),
+                (Ok(_), Job::Event { event, .. } | Job::Rejected { event, .. }) => {
+                    Done::Event(event.position)
+                }
                 (Ok(r), Job::Deadline { key, due }) => Done::Deadline {
                     key: key.clone(),
                     due: *due,
@@ -559,6 +576,10 @@ where
             self.on_own_record(key, &event);
             return;
         }
+        if event.event_type == REMOTE_REJECTION {
+            self.on_rejection(event);
+            return;
+        }
         let routed = match P::route(&event) {
             Ok(Some(r)) => r,
             Ok(None) => return,
@@ -577,6 +598,35 @@ where
         let position = event.position.0;
         if let Some(tx) = self.jobs.get(w)
             && tx.send(Job::Event { event, routed }).is_ok()
+        {
+            self.in_flight.insert(position);
+        }
+    }
+
+    /// A rejection from another service of a command one of the processes sent.
+    fn on_rejection(&mut self, event: RecordedEvent) {
+        let (stream, issued, reason) =
+            match read_rejection::<P::Command>(&event.payload, event.codec) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(position = %event.position, error = %e, "unreadable rejection");
+                    return;
+                }
+            };
+        let Some(key) = stream.aggregate_id(P::TYPE) else {
+            return; // another process type's
+        };
+        let key = key.to_owned();
+        let w = self.worker_of(&key);
+        let position = event.position.0;
+        let job = Job::Rejected {
+            event,
+            key,
+            issued,
+            reason,
+        };
+        if let Some(tx) = self.jobs.get(w)
+            && tx.send(job).is_ok()
         {
             self.in_flight.insert(position);
         }

@@ -297,6 +297,78 @@ async fn a_reaction_lands_in_one_atomic_append() {
     let _ = Uuid::nil();
 }
 
+/// A command carried by the outbox to another service and rejected there: the rejection
+/// comes back as an event, and the process compensates (once, however often it comes).
+#[tokio::test]
+async fn a_rejection_from_another_service_reaches_the_process() {
+    use annals::process::RemoteCommand;
+    use annals_example_domain::shop::ShopCommand;
+    let store = MemStore::new();
+    let runner = ProcessRunner::new(
+        store.clone(),
+        ShopDispatch::new(store.clone()).with_remote_payments(),
+    )
+    .clock(ManualClock::new())
+    .start()
+    .await
+    .unwrap();
+    let repos = ShopDispatch::new(store.clone());
+    repos
+        .stock
+        .execute("sku-0", &StockCommand::Restock { qty: 3 })
+        .await
+        .unwrap();
+    let place = OrderCommand::Place {
+        sku: "sku-0".into(),
+        qty: 2,
+        amount: 1200,
+        payment_window_ms: 30_000,
+    };
+    repos.orders.execute("o-0", &place).await.unwrap();
+    runner.idle().await.unwrap();
+    // The payment request is in the outbox, not in a payment stream.
+    let payment = StreamId::new("payment-o-0").unwrap();
+    assert_eq!(store.stream_head(&payment).await.unwrap(), None);
+    let filter = annals::process::outbox_filter("order-process");
+    let outbox = store
+        .read_all_filtered(Position::NONE, 10, &filter)
+        .await
+        .unwrap();
+    let sent: Vec<RemoteCommand<ShopCommand>> = outbox
+        .iter()
+        .filter_map(|e| {
+            RemoteCommand::decode(&e.stream, &e.event_type, e.codec, &e.payload).unwrap()
+        })
+        .filter(|c: &RemoteCommand<ShopCommand>| matches!(c.command, ShopCommand::Payment { .. }))
+        .collect();
+    assert_eq!(sent.len(), 1);
+    // The other service refuses it; its rejection is taken into this store (twice).
+    let reply = sent[0].rejection("card unknown").unwrap();
+    let stream = sent[0].reply_stream().unwrap();
+    for _ in 0..2 {
+        store
+            .append(&stream, ExpectedVersion::Any, vec![reply.clone()])
+            .await
+            .unwrap();
+    }
+    runner.idle().await.unwrap();
+    let (state, _) = runner.processes().load("o-0").await.unwrap();
+    match state.outcome() {
+        Some(Outcome::Compensated { reason }) => {
+            assert!(reason.contains("card unknown"), "{reason}")
+        }
+        other => panic!("expected compensated, got {other:?}"),
+    }
+    let (stock, _) = repos.stock.load("sku-0").await.unwrap();
+    assert_eq!((stock.available, stock.reserved.len()), (3, 0));
+    let history = runner.processes().history("o-0").await.unwrap();
+    let rejected = history
+        .iter()
+        .filter(|h| matches!(h.event, ProcessRecord::CommandRejected { .. }))
+        .count();
+    assert_eq!(rejected, 1);
+}
+
 /// Time travel over a process: its state before the payment.
 #[tokio::test]
 async fn a_process_can_be_loaded_at_an_earlier_version() {

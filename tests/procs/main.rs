@@ -17,3 +17,4 @@ mod pg_projections;
 mod projection_crash;
 mod saga_crash;
 mod search_crash;
+mod shop_example;

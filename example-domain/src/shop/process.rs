@@ -302,6 +302,15 @@ impl Process for OrderProcess {
                 .record(OrderProcessEvent::Shipped)
                 .send(self.order(OrderCommand::Confirm))
                 .complete(),
+            // The payment service refused the request itself.
+            (
+                Trigger::Rejected {
+                    command: ShopCommand::Payment { .. },
+                    reason,
+                    ..
+                },
+                Phase::Paying,
+            ) => self.undo(&format!("payment refused: {reason}")),
             (
                 Trigger::Rejected {
                     command, reason, ..
@@ -357,6 +366,9 @@ pub struct ShopDispatch<S> {
     pub payments: Repository<Payment, S>,
     /// Shipments.
     pub shipments: Repository<Shipment, S>,
+    /// Payments are another service's: payment commands are left to the outbox (the
+    /// process's `CommandIssued` records) instead of decided here.
+    pub remote_payments: bool,
 }
 
 impl<S: EventStore + SnapshotStore> ShopDispatch<S> {
@@ -367,7 +379,14 @@ impl<S: EventStore + SnapshotStore> ShopDispatch<S> {
             stock: Repository::new(store.clone()),
             payments: Repository::new(store.clone()),
             shipments: Repository::new(store),
+            remote_payments: false,
         }
+    }
+
+    /// Leaves payment commands to another service (see [`Self::remote_payments`]).
+    pub fn with_remote_payments(mut self) -> Self {
+        self.remote_payments = true;
+        self
     }
 }
 
@@ -377,6 +396,8 @@ impl<S: EventStore + SnapshotStore> Dispatch<OrderProcess> for ShopDispatch<S> {
             ShopCommand::Stock { sku, command } => {
                 self.stock.decide_into(work, sku, command).await?;
             }
+            // Carried by the outbox: the `CommandIssued` record lands with the reaction.
+            ShopCommand::Payment { .. } if self.remote_payments => {}
             ShopCommand::Payment { order, command } => {
                 self.payments.decide_into(work, order, command).await?;
             }
