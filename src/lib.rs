@@ -10,7 +10,8 @@
 //! * [`annals_core`] (everything at the top level): ids, the envelope, the [`EventStore`]
 //!   trait, codecs, errors;
 //! * [`store`]: [`SledStore`](store::SledStore) and [`MemStore`](store::MemStore);
-//! * [`projections`]: the projection runtime.
+//! * [`projections`]: the projection runtime;
+//! * [`process`]: process managers (sagas) with compensation and durable deadlines.
 //!
 //! ```
 //! use annals::prelude::*;
@@ -261,6 +262,11 @@ pub mod prelude {
 #[cfg(all(doctest, feature = "sled"))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+/// The Rust examples of `docs/processes.md`, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/processes.md")]
+pub struct ProcessesDoctests;
 
 /// The Rust examples of `docs/contracts.md`, compiled and run as doc tests.
 #[cfg(all(doctest, feature = "contracts"))]
