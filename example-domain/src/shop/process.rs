@@ -313,10 +313,12 @@ impl Process for OrderProcess {
             ) => self.undo(&format!("payment refused: {reason}")),
             (
                 Trigger::Rejected {
-                    command, reason, ..
+                    command: ShopCommand::Stock { .. },
+                    reason,
+                    ..
                 },
                 Phase::Reserving,
-            ) if matches!(command, ShopCommand::Stock { .. }) => {
+            ) => {
                 let reason = format!("stock: {reason}");
                 Decision::new()
                     .record(OrderProcessEvent::Undoing {
