@@ -40,7 +40,9 @@ use std::time::{Duration, Instant};
 use annals::Uuid;
 use annals::prelude::*;
 use annals::process::{ProcessConfig, ProcessRunner, SystemClock};
-use annals_example_domain::shop::{self, Gateway, ShopDispatch, StockCommand};
+use annals_example_domain::shop::{
+    self, Gateway, GatewayHandle, Order, ShopDispatch, StockCommand,
+};
 
 struct Args {
     orders: usize,
@@ -213,29 +215,15 @@ async fn run(args: Args) -> Result<bool, Box<dyn std::error::Error>> {
 async fn local(args: &Args, store: &SledStore) -> Result<Duration, Box<dyn std::error::Error>> {
     let store = store.clone();
     let repos = ShopDispatch::new(store.clone());
-    let clock = Arc::new(SystemClock);
     let runner = ProcessRunner::new(store.clone(), ShopDispatch::new(store.clone()))
         .config(ProcessConfig::new().workers(32))
         .start()
         .await?;
-    let window = Duration::from_millis(args.window_ms);
-    let gateway = Gateway::default()
-        .rates(args.failure_rate, args.late_rate)
-        .late_by(window * 2)
-        .seed(args.seed)
-        .start(store.clone(), clock);
+    let gateway = gateway(args, &store);
     let started = Instant::now();
-    shop::place_orders(
-        &repos.orders,
-        args.orders,
-        args.skus,
-        args.window_ms,
-        args.seed,
-        args.in_flight,
-    )
-    .await?;
+    place(args, &repos.orders).await?;
     // Until nothing moves: every event handled, every payment answered (late ones too).
-    let limit = Duration::from_secs(120) + window * 4;
+    let limit = settle_limit(args);
     if !shop::settle(&store, &runner, &gateway, limit).await? {
         eprintln!("the run did not settle within {limit:?}");
     }
@@ -243,6 +231,33 @@ async fn local(args: &Args, store: &SledStore) -> Result<Duration, Box<dyn std::
     gateway.stop().await;
     runner.stop().await?;
     Ok(settled)
+}
+
+/// The payment gateway the flags describe, answering the requests in `store`.
+fn gateway(args: &Args, store: &SledStore) -> GatewayHandle {
+    Gateway::default()
+        .rates(args.failure_rate, args.late_rate)
+        .late_by(Duration::from_millis(args.window_ms) * 2)
+        .seed(args.seed)
+        .start(store.clone(), Arc::new(SystemClock))
+}
+
+/// Places the run's orders.
+async fn place(args: &Args, orders: &Repository<Order, SledStore>) -> Result<(), annals::Error> {
+    shop::place_orders(
+        orders,
+        args.orders,
+        args.skus,
+        args.window_ms,
+        args.seed,
+        args.in_flight,
+    )
+    .await
+}
+
+/// How long a run may take to settle once its orders are placed.
+fn settle_limit(args: &Args) -> Duration {
+    Duration::from_secs(120) + Duration::from_millis(args.window_ms) * 4
 }
 
 fn cents(c: u64) -> String {
@@ -336,17 +351,9 @@ mod nats {
 
     impl InboxHandler for Import {
         async fn handle(&self, e: &IncomingEvent) -> Result<(), HandleError> {
-            let data = EventData::new(
-                e.id,
-                e.event_type.clone(),
-                e.schema_version,
-                e.codec,
-                e.metadata.clone(),
-                e.payload.clone(),
-            );
             match self
                 .store
-                .append(&e.stream, ExpectedVersion::Any, vec![data])
+                .append(&e.stream, ExpectedVersion::Any, vec![e.to_data()])
                 .await
             {
                 Ok(_) => Ok(()),
@@ -430,12 +437,7 @@ mod nats {
             StoreDeadLetters::new(payments_store.clone()),
             InboxConfig::new("payments"),
         );
-        let window = Duration::from_millis(args.window_ms);
-        let gateway = Gateway::default()
-            .rates(args.failure_rate, args.late_rate)
-            .late_by(window * 2)
-            .seed(args.seed)
-            .start(payments_store.clone(), Arc::new(SystemClock));
+        let gateway = gateway(args, &payments_store);
         let payments_relay = Relay::start(
             payments_store.clone(),
             payments_pub,
@@ -452,18 +454,9 @@ mod nats {
         );
 
         let started = Instant::now();
-        let orders = Repository::new(shop_store.clone());
-        shop::place_orders(
-            &orders,
-            args.orders,
-            args.skus,
-            args.window_ms,
-            args.seed,
-            args.in_flight,
-        )
-        .await?;
+        place(args, &Repository::new(shop_store.clone())).await?;
         // Until nothing moves in either service (late payments included).
-        let until = Instant::now() + Duration::from_secs(120) + window * 4;
+        let until = Instant::now() + settle_limit(args);
         let mut quiet = 0;
         let mut last = (Position::NONE, Position::NONE);
         while quiet < 5 && Instant::now() < until {

@@ -24,7 +24,8 @@
 //! `Nats-Msg-Id`) is the event id, so a broker with de-duplication drops a re-publish.
 
 use annals_core::{
-    CodecId, EventId, Metadata, Position, RecordedEvent, StreamId, Timestamp, Uuid, Version,
+    CodecId, EventData, EventId, Metadata, Position, RecordedEvent, StreamId, Timestamp, Uuid,
+    Version,
 };
 
 use crate::seam::{Headers, OutgoingMessage};
@@ -186,6 +187,20 @@ impl IncomingEvent {
             m = m.with_header(TRACEPARENT_METADATA, tp);
         }
         m
+    }
+
+    /// The event as data to append to this service's store, as it was stored in the
+    /// publisher's (same id, type, schema version, codec, metadata and payload): taking it
+    /// in twice is an idempotent re-append.
+    pub fn to_data(&self) -> EventData {
+        EventData::new(
+            self.id,
+            self.event_type.clone(),
+            self.schema_version,
+            self.codec,
+            self.metadata.clone(),
+            self.payload.clone(),
+        )
     }
 }
 

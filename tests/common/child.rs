@@ -27,12 +27,16 @@ pub fn next(seed: &mut u64) -> u64 {
 /// runtime to work in; `None` in the parent (the child test then returns at once).
 pub fn child_setup(var: &str) -> Option<(std::path::PathBuf, tokio::runtime::Runtime)> {
     let dir = std::env::var_os(var)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    Some((std::path::PathBuf::from(dir), runtime()))
+}
+
+/// A two-worker runtime, as the machine has two cores.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .unwrap();
-    Some((std::path::PathBuf::from(dir), rt))
+        .unwrap()
 }
 
 /// Starts test `name` of this test binary as a child process with `envs` set, stdin and
@@ -106,6 +110,25 @@ pub fn run_and_kill(
     child.wait().unwrap();
     // Until the reader thread has seen the end of the dead child's output.
     rx.iter().collect()
+}
+
+/// Kill cycles: runs test `name` (with `var` set to `dir`) `cycles` times, each killed after
+/// `min_ms` plus a random share of `spread_ms` milliseconds, and calls `after(cycle, lines)`
+/// with what it printed after `READY`, to check what it left behind.
+pub fn kill_cycles(
+    name: &str,
+    var: &str,
+    dir: &Path,
+    cycles: usize,
+    (min_ms, spread_ms): (u64, u64),
+    mut after: impl FnMut(usize, Vec<String>),
+) {
+    let mut seed = 0x9E37_79B9_7F4A_7C15_u64 ^ u64::from(std::process::id());
+    for cycle in 0..cycles {
+        let run_for = Duration::from_millis(min_ms + next(&mut seed) % spread_ms.max(1));
+        let lines = run_and_kill(name, var, dir, run_for, cycle);
+        after(cycle, lines);
+    }
 }
 
 /// Opens a sled database that a killed or just-closed process may still be releasing.

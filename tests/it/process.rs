@@ -107,9 +107,21 @@ impl<S: EventStore + SnapshotStore> Shop<S> {
         state.outcome().cloned()
     }
 
+    async fn history(&self, i: usize) -> History {
+        let processes = Repository::<ProcessState<OrderProcess>, S>::new(self.store.clone());
+        processes.history(&shop::order_id(i)).await.unwrap()
+    }
+
     async fn books(&self, n: usize, skus: usize) -> shop::Books {
         shop::books(&self.store, n, skus).await.unwrap()
     }
+}
+
+type History = Vec<annals::HistoryEntry<ProcessRecord<OrderProcess>>>;
+
+/// How many records of `history` match.
+fn count(history: &History, f: impl Fn(&ProcessRecord<OrderProcess>) -> bool) -> usize {
+    history.iter().filter(|h| f(&h.event)).count()
 }
 
 async fn mem_shop() -> Shop<MemStore> {
@@ -135,24 +147,14 @@ async fn an_order_goes_through_every_step() {
     // The payment deadline was cancelled, not fired.
     shop.clock.advance(WINDOW * 2);
     shop.idle().await;
-    let history = shop
-        .runner
-        .as_ref()
-        .unwrap()
-        .processes()
-        .history("o-0")
-        .await
-        .unwrap();
-    assert!(
-        history
-            .iter()
-            .any(|h| matches!(h.event, ProcessRecord::DeadlineCancelled { .. }))
-    );
-    assert!(
-        !history
-            .iter()
-            .any(|h| matches!(h.event, ProcessRecord::DeadlineFired { .. }))
-    );
+    let history = shop.history(0).await;
+    let cancelled = count(&history, |r| {
+        matches!(r, ProcessRecord::DeadlineCancelled { .. })
+    });
+    let fired = count(&history, |r| {
+        matches!(r, ProcessRecord::DeadlineFired { .. })
+    });
+    assert_eq!((cancelled, fired), (1, 0));
     // Every record of the process carries its correlation id; the commands' events too.
     let pid = annals::process::process_uuid("order-process", "o-0");
     assert!(
@@ -220,18 +222,10 @@ async fn a_passed_deadline_compensates_and_a_late_payment_is_refunded() {
     shop.restart().await;
     shop.clock.advance(WINDOW * 3);
     shop.idle().await;
-    let history = shop
-        .runner
-        .as_ref()
-        .unwrap()
-        .processes()
-        .history("o-0")
-        .await
-        .unwrap();
-    let fired = history
-        .iter()
-        .filter(|h| matches!(h.event, ProcessRecord::DeadlineFired { .. }))
-        .count();
+    let history = shop.history(0).await;
+    let fired = count(&history, |r| {
+        matches!(r, ProcessRecord::DeadlineFired { .. })
+    });
     assert_eq!(fired, 1);
 }
 
@@ -248,14 +242,7 @@ async fn missing_stock_fails_the_order() {
     let books = shop.books(1, 1).await;
     assert!(books.reconcile(), "{books:#?}");
     // The process's history says why, step by step: the command, its rejection, the end.
-    let history = shop
-        .runner
-        .as_ref()
-        .unwrap()
-        .processes()
-        .history("o-0")
-        .await
-        .unwrap();
+    let history = shop.history(0).await;
     let types: Vec<&str> = history.iter().map(|h| h.event_type.as_str()).collect();
     assert_eq!(
         types,
@@ -362,10 +349,9 @@ async fn a_rejection_from_another_service_reaches_the_process() {
     let (stock, _) = repos.stock.load("sku-0").await.unwrap();
     assert_eq!((stock.available, stock.reserved.len()), (3, 0));
     let history = runner.processes().history("o-0").await.unwrap();
-    let rejected = history
-        .iter()
-        .filter(|h| matches!(h.event, ProcessRecord::CommandRejected { .. }))
-        .count();
+    let rejected = count(&history, |r| {
+        matches!(r, ProcessRecord::CommandRejected { .. })
+    });
     assert_eq!(rejected, 1);
 }
 
@@ -655,11 +641,6 @@ proptest::proptest! {
 
     #[test]
     fn the_shop_agrees_with_a_plain_model(ops in proptest::collection::vec(model::op(), 1..30)) {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(model::run(&ops));
+        crate::common::child::runtime().block_on(model::run(&ops));
     }
 }

@@ -73,11 +73,7 @@ fn sigkill_mid_batch_keeps_the_read_model_equal_to_a_rebuild() {
         8
     };
     let dir = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::child::runtime();
     let mut seed = 0x9E37_79B9_7F4A_7C15_u64 ^ u64::from(std::process::id());
     let mut checked = 0;
     for cycle in 0..cycles {

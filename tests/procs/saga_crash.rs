@@ -88,40 +88,34 @@ fn the_shop_survives_sigkill_at_random_moments() {
     let stress = std::env::var_os("ANNALS_STRESS").is_some();
     let cycles = if stress { 150 } else { 30 };
     let dir = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let mut seed = 0x9E37_79B9_7F4A_7C15_u64 ^ u64::from(std::process::id());
+    let rt = common::child::runtime();
     let started = Instant::now();
     let mut events = 0;
-    for cycle in 0..cycles {
-        let run_for = Duration::from_millis(60 + common::child::next(&mut seed) % 400);
-        common::child::run_and_kill(
-            "saga_crash::saga_child",
-            DIR_VAR,
-            dir.path(),
-            run_for,
-            cycle,
-        );
-        rt.block_on(async {
-            let config = StoreConfig::default().lock_wait(Duration::from_secs(10));
-            let store = SledStore::open_async(dir.path().join("store"), config)
-                .await
-                .unwrap();
-            let books = shop::books(&store, ORDERS, SKUS).await.unwrap();
-            assert!(
-                books.violations.is_empty(),
-                "cycle {cycle}: {:?}",
-                books.violations
-            );
-            let head = store.head_position().0;
-            assert!(head >= events, "cycle {cycle}: the log shrank");
-            events = head;
-            store.close().await.unwrap();
-        });
-    }
+    common::child::kill_cycles(
+        "saga_crash::saga_child",
+        DIR_VAR,
+        dir.path(),
+        cycles,
+        (60, 400),
+        |cycle, _| {
+            rt.block_on(async {
+                let config = StoreConfig::default().lock_wait(Duration::from_secs(10));
+                let store = SledStore::open_async(dir.path().join("store"), config)
+                    .await
+                    .unwrap();
+                let books = shop::books(&store, ORDERS, SKUS).await.unwrap();
+                assert!(
+                    books.violations.is_empty(),
+                    "cycle {cycle}: {:?}",
+                    books.violations
+                );
+                let head = store.head_position().0;
+                assert!(head >= events, "cycle {cycle}: the log shrank");
+                events = head;
+                store.close().await.unwrap();
+            });
+        },
+    );
     // The last run is not killed: it settles.
     let books = rt.block_on(async {
         let store = SledStore::open(dir.path().join("store")).unwrap();

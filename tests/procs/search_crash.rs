@@ -87,11 +87,7 @@ fn sigkill_resumes_from_the_payload_checkpoint_without_duplicates() {
         5
     };
     let dir = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::child::runtime();
     let mut seed = 0x2545_F491_4F6C_DD1D_u64 ^ u64::from(std::process::id());
     let mut docs = 0;
     for cycle in 0..cycles {
