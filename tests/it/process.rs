@@ -644,3 +644,52 @@ proptest::proptest! {
         crate::common::child::runtime().block_on(model::run(&ops));
     }
 }
+
+/// The shop on PostgreSQL: every reaction an `append_many` there; a restart between steps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shop_settles_on_postgres() {
+    use annals_postgres::{PgConfig, PgStore};
+    const PG: &str = "host=127.0.0.1 port=5432 user=postgres dbname=test";
+    let schema = format!("annals_shop_{}", std::process::id());
+    let store = PgStore::open(PgConfig::new(PG, &schema)).await.unwrap();
+    store.drop_schema().await.unwrap();
+    let store = PgStore::open(PgConfig::new(PG, &schema)).await.unwrap();
+    let mut shop = Shop::open(store.clone(), ManualClock::new()).await;
+    shop.restock("sku-0", 12).await;
+    for i in 0..8 {
+        shop.place(i, "sku-0", 2).await;
+    }
+    shop.idle().await;
+    shop.restart().await;
+    for i in 0..3 {
+        assert!(shop.pay(i, PaymentCommand::Capture).await);
+    }
+    assert!(
+        shop.pay(
+            3,
+            PaymentCommand::Decline {
+                reason: "no".into()
+            }
+        )
+        .await
+    );
+    shop.idle().await;
+    shop.clock.advance(WINDOW * 2);
+    shop.idle().await;
+    assert!(shop.pay(4, PaymentCommand::Capture).await); // late: refunded
+    shop.idle().await;
+    let books = shop.books(8, 1).await;
+    assert!(books.reconcile(), "{books:#?}");
+    assert_eq!(
+        (
+            books.completed,
+            books.compensated,
+            books.timed_out,
+            books.failed,
+            books.late_refunds
+        ),
+        (3, 3, 2, 2, 1)
+    );
+    shop.runner.take().unwrap().stop().await.unwrap();
+    store.drop_schema().await.unwrap();
+}
