@@ -124,6 +124,9 @@ pub struct ProcessStatus {
     pub firing: usize,
     /// The earliest pending deadline not being fired.
     pub next_due: Option<Timestamp>,
+    /// Events skipped since the start because no reaction to them can be made (a key that
+    /// makes no stream id, an undecodable record; each is logged): they stay in the store.
+    pub skipped: u64,
     /// The runner has stopped.
     pub stopped: bool,
 }
@@ -233,6 +236,7 @@ where
             read: handled,
             saved: handled,
             table_changed: false,
+            skipped: 0,
             jobs,
             workers,
             done: done_rx,
@@ -371,6 +375,8 @@ enum Job<P: Process> {
 /// What a worker reports.
 enum Done {
     Event(Position),
+    /// Handled by skipping it: a permanent error.
+    Skipped(Position),
     Deadline {
         key: DeadlineKey,
         due: Timestamp,
@@ -380,9 +386,22 @@ enum Done {
     Failed(Error),
 }
 
-/// Errors no retry mends.
+/// Errors no retry mends, of the store: the runner stops.
 fn fatal(e: &Error) -> bool {
     matches!(e, Error::Closed | Error::Poisoned { .. })
+}
+
+/// Errors no retry mends, of one trigger: a key that makes no stream id, a record that does
+/// not decode, an event the store refuses. The trigger is skipped (and logged); what it
+/// came from stays in the store.
+fn permanent(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::InvalidStreamId { .. }
+            | Error::InvalidEvent { .. }
+            | Error::Codec { .. }
+            | Error::DuplicateEventId { .. }
+    )
 }
 
 /// A worker: reacts to its jobs in order, retrying each until it lands (or the runner stops).
@@ -424,6 +443,29 @@ async fn work<P, S, D>(
                     let _ = done.send(Done::Failed(e));
                     return;
                 }
+                (Err(e), job) if permanent(&e) => {
+                    let position = match job {
+                        Job::Event { event, .. } | Job::Rejected { event, .. } => {
+                            Some(event.position)
+                        }
+                        Job::Deadline { .. } => None,
+                    };
+                    tracing::error!(
+                        ?position,
+                        error = %e,
+                        "process reaction cannot be made; skipped"
+                    );
+                    match job {
+                        Job::Deadline { key, due } => Done::Deadline {
+                            key: key.clone(),
+                            due: *due,
+                            fired: false,
+                        },
+                        Job::Event { event, .. } | Job::Rejected { event, .. } => {
+                            Done::Skipped(event.position)
+                        }
+                    }
+                }
                 (Err(Error::Conflict { .. }), _) if conflicts < 10 => {
                     // Another writer moved a stream the reaction read: decide again at once.
                     conflicts += 1;
@@ -462,6 +504,8 @@ struct Follow<P: Process, S> {
     /// The position of the checkpoint last saved.
     saved: Position,
     table_changed: bool,
+    /// Triggers skipped for a permanent error since the start.
+    skipped: u64,
     jobs: Vec<mpsc::UnboundedSender<Job<P>>>,
     workers: Vec<JoinHandle<()>>,
     done: mpsc::UnboundedReceiver<Done>,
@@ -536,6 +580,7 @@ where
             deadlines: self.table.len(),
             firing: self.table.firing(),
             next_due: self.table.next_due(),
+            skipped: self.skipped,
             stopped,
         };
         self.status.send_if_modified(|old| {
@@ -549,6 +594,10 @@ where
         match done {
             Done::Event(p) => {
                 self.in_flight.remove(&p.0);
+            }
+            Done::Skipped(p) => {
+                self.in_flight.remove(&p.0);
+                self.skipped += 1;
             }
             Done::Deadline { key, due, fired } => {
                 self.table.fired(&key, due, fired);
@@ -591,6 +640,7 @@ where
                     error = %e,
                     "process cannot route an event; skipped (it stays in the store)"
                 );
+                self.skipped += 1;
                 return;
             }
         };
@@ -610,6 +660,7 @@ where
                 Ok(r) => r,
                 Err(e) => {
                     tracing::error!(position = %event.position, error = %e, "unreadable rejection");
+                    self.skipped += 1;
                     return;
                 }
             };

@@ -693,3 +693,26 @@ async fn the_shop_settles_on_postgres() {
     shop.runner.take().unwrap().stop().await.unwrap();
     store.drop_schema().await.unwrap();
 }
+
+/// An event no reaction can be made to (its key makes no stream id) is skipped and counted;
+/// the runner goes on with the next.
+#[tokio::test]
+async fn an_event_that_makes_no_process_is_skipped() {
+    let shop = mem_shop().await;
+    shop.restock("sku-0", 5).await;
+    // `order-<id>` is a valid stream; `order-process-<id>` is longer than 256 bytes.
+    let long = "x".repeat(245);
+    let place = OrderCommand::Place {
+        sku: "sku-0".into(),
+        qty: 1,
+        amount: 1100,
+        payment_window_ms: 30_000,
+    };
+    shop.repos.orders.execute(&long, &place).await.unwrap();
+    shop.place(0, "sku-0", 1).await;
+    shop.idle().await;
+    assert!(shop.pay(0, PaymentCommand::Capture).await);
+    shop.idle().await;
+    assert_eq!(shop.outcome(0).await, Some(Outcome::Completed));
+    assert_eq!(shop.runner.as_ref().unwrap().status().skipped, 1);
+}
