@@ -720,3 +720,39 @@ async fn an_event_that_makes_no_process_is_skipped() {
     assert_eq!(shop.outcome(0).await, Some(Outcome::Completed));
     assert_eq!(shop.runner.as_ref().unwrap().status().skipped, 1);
 }
+
+/// Two runners on one store (say, two instances of a service by mistake): both react to
+/// every event, one `append_many` wins each race, the other conflicts, reloads and finds
+/// the event handled. Every order still ends once, every deadline fires once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runners_on_one_store_act_once() {
+    let store = MemStore::new();
+    let clock = ManualClock::new();
+    let shop = Shop::open(store.clone(), clock.clone()).await;
+    let mut other = Shop::open(store.clone(), clock.clone()).await;
+    shop.restock("sku-0", 100).await;
+    for i in 0..20 {
+        shop.place(i, "sku-0", 1).await;
+    }
+    shop.idle().await;
+    other.idle().await;
+    for i in 0..10 {
+        assert!(shop.pay(i, PaymentCommand::Capture).await);
+    }
+    shop.idle().await;
+    other.idle().await;
+    clock.advance(WINDOW * 2);
+    shop.idle().await;
+    other.idle().await;
+    let books = shop.books(20, 1).await;
+    assert!(books.reconcile(), "{books:#?}");
+    assert_eq!((books.completed, books.timed_out), (10, 10));
+    for i in 10..20 {
+        let history = shop.history(i).await;
+        let fired = count(&history, |r| {
+            matches!(r, ProcessRecord::DeadlineFired { .. })
+        });
+        assert_eq!(fired, 1, "o-{i}");
+    }
+    other.runner.take().unwrap().stop().await.unwrap();
+}
