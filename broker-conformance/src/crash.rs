@@ -4,6 +4,9 @@
 //!
 //! A test crate wraps each pair in two `#[test]` functions, passing the child's full test
 //! name (`module::function`) to the parent.
+//!
+//! Like the rest of this test crate, it fails by panicking (its unwraps are test assertions;
+//! see the crate's root).
 
 use std::collections::BTreeMap;
 use std::path::Path;

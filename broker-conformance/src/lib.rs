@@ -1,7 +1,11 @@
 //! The broker conformance suite: generic test functions that every broker implementation
-//! runs (JetStream today; Kafka and RabbitMQ next), over any event store. A test crate, like
+//! runs (JetStream, RabbitMQ, Kafka), over any event store. A test crate, like
 //! `annals-conformance` for stores: each function panics on a failed check, as a test does,
 //! and is only ever called from tests.
+// Every unwrap, expect and panic in this crate (`lib.rs` and `crash.rs`) is a test assertion
+// on data the test itself made: the crate is `publish = false` and only ever a
+// dev-dependency of the broker crates' test suites, so no application's input, stored bytes
+// or broker messages reach it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 // The crash scenarios' children report to their parent on stdout, and the scenarios report
 // what they did as tests do.
