@@ -735,7 +735,7 @@ where
         let landed_state = state.clone();
         // When the work does not land (another writer moved a stream), the cache keeps what
         // it had: a true state at its version, which the next load catches up from.
-        work.add(part, state, move |stored| {
+        work.add(part, state, after, move |stored| {
             if stored {
                 repo.remember(&stream, &landed_state, after);
             }

@@ -6,7 +6,7 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::future::Future;
 
-use annals_core::{Error, ExpectedVersion, Metadata, StreamAppend, StreamId, Uuid, Version};
+use annals_core::{Error, Metadata, StreamAppend, StreamId, Uuid, Version};
 
 use super::Process;
 use crate::repository::RepositoryError;
@@ -127,19 +127,15 @@ impl Work {
         state.downcast_ref::<A>().map(|a| (a.clone(), *version))
     }
 
-    /// Adds one command's events for `stream`, decided on its state at `version`; `state`
-    /// is the state after them, `landed` is told whether they were stored.
+    /// Adds one command's events, decided on their stream's state; `state` is the state
+    /// after them, at version `after`; `landed` is told whether they were stored.
     pub(crate) fn add<A: Send + 'static>(
         &mut self,
         part: StreamAppend,
         state: A,
+        after: Version,
         landed: impl FnOnce(bool) + Send + 'static,
     ) {
-        let n = part.events.len() as u64;
-        let after = match part.expected {
-            ExpectedVersion::Exact(v) => Version(v.0 + n),
-            _ => Version::NONE,
-        };
         self.states
             .insert(part.stream.clone(), (Box::new(state), after));
         self.parts.push(part);
